@@ -1,0 +1,71 @@
+"""The thread executor: daemon worker threads, stopped by an event."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+__all__ = ["ThreadExecutor"]
+
+logger = logging.getLogger("rocketman.threads")
+
+
+class ThreadExecutor:
+    """Runs each worker on its own daemon thread.
+
+    Daemon threads, because the interpreter joins non-daemon threads before
+    it runs ``atexit`` handlers: non-daemon workers would keep a program alive
+    forever. The core drains and stops them from an ``atexit`` handler.
+
+    :param name: the prefix of the threads' names, as shown by debuggers.
+    """
+
+    synchronous = False
+
+    def __init__(self, name: str = "rocketman-worker", url: str | None = None) -> None:
+        self.name = name
+        self._threads: list[threading.Thread] = []
+        self._stopping = threading.Event()
+
+    def start(self, worker: Callable[[threading.Event], None], count: int) -> None:
+        """Start ``count`` daemon threads, each running ``worker(stopping)``."""
+        if any(thread.is_alive() for thread in self._threads):
+            raise RuntimeError("this executor is already running; stop it first")
+        self._stopping = stopping = threading.Event()
+        self._threads = [
+            threading.Thread(
+                target=self._run, args=(worker, stopping),
+                name=f"{self.name}-{number}", daemon=True,
+            )
+            for number in range(1, count + 1)
+        ]
+        for thread in self._threads:
+            thread.start()
+
+    @staticmethod
+    def _run(worker: Callable[[threading.Event], None], stopping: threading.Event) -> None:
+        try:
+            worker(stopping)
+        except BaseException:
+            # The core's loop handles consumer and storage errors itself;
+            # reaching this is a bug, and it must not vanish silently.
+            logger.exception("a rocketman worker thread crashed")
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Ask the workers to stop; wait up to ``timeout``; return whether all did."""
+        self._stopping.set()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        current = threading.current_thread()
+        for thread in self._threads:
+            if thread is current:
+                continue
+            thread.join(None if deadline is None else max(0.0, deadline - time.monotonic()))
+        alive = [t for t in self._threads if t.is_alive() and t is not current]
+        if not alive:
+            self._threads = []
+        return not alive
+
+    def __repr__(self) -> str:
+        return f"ThreadExecutor(running={sum(t.is_alive() for t in self._threads)})"

@@ -1,0 +1,150 @@
+"""Settings: from ``configure(...)`` arguments, then ``ROCKETMAN_*``, then defaults."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from ._errors import ConfigurationError
+
+__all__ = ["Settings", "ENV_PREFIX"]
+
+ENV_PREFIX = "ROCKETMAN_"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Every setting of a rocketman runtime, validated.
+
+    :param storage: a storage name (``"memory"``), a URL whose scheme names it
+        (``"redis://localhost:6379/0?namespace=app"``), or a storage object.
+    :param executor: an executor name (``"threads"``, ``"inline"``) or object.
+    :param relays: relay names, URLs or objects, started by ``start()``.
+    :param worker_count: workers per process; 0 makes a producer-only process.
+    :param latency: the longest a worker blocks on the storage before it
+        checks whether it should stop, in seconds. Not a delay: a worker takes
+        the next event as soon as it is there.
+    :param debug: log a DEBUG record for every emit and dispatch.
+    :param max_retries: how often a failing consumer is retried before its
+        event goes to the dead letters for it.
+    :param retry_backoff: the first retry's delay in seconds; doubled at each
+        attempt, with jitter (each delay is drawn between half and all of it).
+    :param retry_backoff_max: the cap of a retry's delay, in seconds.
+    :param shutdown_timeout: how long shutdown (and interpreter exit) waits
+        for the workers to finish what is queued, in seconds.
+    :param batch_size: the most messages one worker reserves at once.
+    :param storage_options: keyword arguments for the storage's factory.
+    :param executor_options: keyword arguments for the executor's factory.
+    """
+
+    storage: Any = "memory"
+    executor: Any = "threads"
+    relays: tuple[Any, ...] = ()
+    worker_count: int = 5
+    latency: float = 3.0
+    debug: bool = False
+    max_retries: int = 3
+    retry_backoff: float = 1.0
+    retry_backoff_max: float = 300.0
+    shutdown_timeout: float = 10.0
+    batch_size: int = 64
+    storage_options: Mapping[str, Any] = field(default_factory=dict)
+    executor_options: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def resolve(cls, overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``overrides`` (explicit arguments), else the environment, else defaults."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for spec in fields(cls):
+            parse = _PARSERS.get(spec.name)
+            key = ENV_PREFIX + spec.name.upper()
+            if spec.name in overrides:
+                values[spec.name] = overrides[spec.name]
+            elif parse is not None and environ.get(key, "").strip():
+                try:
+                    values[spec.name] = parse(environ[key].strip())
+                except ValueError as error:
+                    raise ConfigurationError(f"{key}={environ[key]!r}: {error}") from None
+        settings = replace(cls(), **values)
+        settings.validate()
+        return settings
+
+    def validate(self) -> None:
+        """Raise :class:`ConfigurationError` for a value that cannot work."""
+        _check_int("worker_count", self.worker_count, minimum=0)
+        _check_int("max_retries", self.max_retries, minimum=0)
+        _check_int("batch_size", self.batch_size, minimum=1)
+        _check_number("latency", self.latency, positive=True)
+        _check_number("retry_backoff", self.retry_backoff, positive=False)
+        _check_number("retry_backoff_max", self.retry_backoff_max, positive=False)
+        _check_number("shutdown_timeout", self.shutdown_timeout, positive=False)
+        if not isinstance(self.debug, bool):
+            raise ConfigurationError(f"debug must be True or False, not {self.debug!r}")
+        for name in ("storage", "executor"):
+            value = getattr(self, name)
+            if isinstance(value, str) and not value.strip():
+                raise ConfigurationError(f"{name} must name a backend, not an empty string")
+        if isinstance(self.relays, (str, bytes)) or not isinstance(self.relays, Sequence):
+            raise ConfigurationError(
+                f"relays must be a list of relay names, URLs or objects, not {self.relays!r}"
+            )
+
+
+def _check_int(name: str, value: Any, *, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigurationError(f"{name} must be an integer, not {value!r}")
+    if value < minimum:
+        raise ConfigurationError(f"{name} must be at least {minimum}, not {value}")
+
+
+def _check_number(name: str, value: Any, *, positive: bool) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}")
+    if value < 0 or (positive and value == 0) or value != value:
+        qualifier = "greater than 0" if positive else "0 or more"
+        raise ConfigurationError(f"{name} must be {qualifier}, not {value}")
+
+
+def _parse_bool(text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected one of 1, true, yes, on, 0, false, no, off")
+
+
+def _parse_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError("expected an integer") from None
+
+
+def _parse_float(text: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError("expected a number") from None
+
+
+def _parse_list(text: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in text.split(",") if part.strip())
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "storage": str,
+    "executor": str,
+    "relays": _parse_list,
+    "worker_count": _parse_int,
+    "latency": _parse_float,
+    "debug": _parse_bool,
+    "max_retries": _parse_int,
+    "retry_backoff": _parse_float,
+    "retry_backoff_max": _parse_float,
+    "shutdown_timeout": _parse_float,
+    "batch_size": _parse_int,
+}

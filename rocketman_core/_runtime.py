@@ -1,0 +1,712 @@
+"""The runtime: emit, the worker loop, retries, dead letters, drain and shutdown."""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import os
+import random
+import threading
+import time
+import traceback
+import weakref
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from ._config import Settings
+from ._consumers import Consumers, ConsumerSpec, is_method_definition
+from ._contracts import Executor, Relay, Storage
+from ._envelope import (
+    Event,
+    MalformedMessage,
+    _decode_json,
+    _encode_json,
+    _valid_names,
+    decode,
+    encode,
+    encode_event,
+    new_id,
+    validate_name,
+)
+from ._errors import ConfigurationError
+from ._plugins import Plugins
+from ._urls import mask_url
+
+__all__ = ["DeadLetterRecord", "Rocketman"]
+
+logger = logging.getLogger("rocketman")
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_UNSET: Any = object()
+_STORAGE_RETRY_MAX = 5.0  # seconds between attempts while the storage is down
+
+
+@dataclass(frozen=True)
+class DeadLetterRecord:
+    """A dead letter as the API shows it.
+
+    :param id: the storage's id of the dead letter (for replay and purge).
+    :param event: the event, or None when the message was not a valid envelope.
+    :param consumer: the consumer that failed, or None for a malformed message.
+    :param error: the reason: the error with its traceback.
+    :param attempts: how many times the consumer was called.
+    :param failed_at: when it was dead-lettered, seconds since the epoch.
+    :param message: the stored bytes, exactly.
+    """
+
+    id: str
+    event: Event | None
+    consumer: str | None
+    error: str
+    attempts: int
+    failed_at: float
+    message: bytes
+
+
+class Rocketman:
+    """One rocketman runtime: its settings, consumers, storage and workers.
+
+    The module-level functions (``rocketman.emit``, ``rocketman.on_event``...)
+    use the default runtime; tests make their own (see the ``rocketman_app``
+    pytest fixture). Every method is thread-safe.
+    """
+
+    def __init__(self, *, plugins: Plugins | None = None) -> None:
+        self.plugins = plugins if plugins is not None else Plugins()
+        self.consumers = Consumers()
+        self._settings: Settings | None = None
+        self._overrides: dict[str, Any] = {}
+        self._new_locks()
+        self._reset_state()
+        self._atexit_registered = False
+        _track_fork(self)
+
+    def _new_locks(self) -> None:
+        self._lock = threading.RLock()
+        self._idle = threading.Condition(threading.Lock())
+
+    def _reset_state(self) -> None:
+        self._storage: Storage | None = None
+        self._storage_owned = False
+        self._executor: Executor | None = None
+        self._workers_running = False
+        self._relays: list[Relay] = []
+        self._synchronous = False
+        self._drainers = 0
+        self._held: dict[int, Sequence[Any]] = {}
+        self._heartbeat: threading.Thread | None = None
+        self._heartbeat_stop = threading.Event()
+        self._hook_emitted = False
+        self._hook_handled = False
+        self._hook_failed = False
+        self._hook_dead = False
+
+    # -- configuration -----------------------------------------------------
+
+    def configure(
+        self,
+        *,
+        storage: Any = _UNSET,
+        executor: Any = _UNSET,
+        relays: Iterable[Any] = _UNSET,
+        worker_count: int = _UNSET,
+        latency: float = _UNSET,
+        debug: bool = _UNSET,
+        max_retries: int = _UNSET,
+        retry_backoff: float = _UNSET,
+        retry_backoff_max: float = _UNSET,
+        shutdown_timeout: float = _UNSET,
+        batch_size: int = _UNSET,
+        storage_options: dict[str, Any] = _UNSET,
+        executor_options: dict[str, Any] = _UNSET,
+    ) -> Settings:
+        """Set how events are stored and run; unset settings come from ``ROCKETMAN_*``.
+
+        Each call starts from the environment and the defaults again, with
+        only the arguments it is given. Reconfiguring a running runtime shuts
+        it down first (draining it). Returns the settings in force. Raises
+        :class:`ConfigurationError` for a bad value or an unknown backend.
+        """
+        given = {
+            key: value for key, value in locals().items()
+            if key != "self" and value is not _UNSET
+        }
+        if "relays" in given:
+            if isinstance(given["relays"], (str, bytes)):
+                given["relays"] = [given["relays"]]
+            given["relays"] = tuple(given["relays"])
+        settings = Settings.resolve(given)
+        self.plugins.load()
+        for kind, spec in (("storage", settings.storage), ("executor", settings.executor)):
+            if isinstance(spec, str):
+                name = spec.split("://", 1)[0].lower() if "://" in spec else spec.lower()
+                self.plugins.backend(kind, name)  # an unknown name fails here, not later
+        for spec in settings.relays:
+            if isinstance(spec, str):
+                self.plugins.backend("relay", spec.split("://", 1)[0].lower())
+        _check_contract("storage", settings.storage, Storage)
+        _check_contract("executor", settings.executor, Executor)
+        for spec in settings.relays:
+            _check_contract("relay", spec, Relay)
+        with self._lock:
+            if self._storage is not None:
+                logger.info("rocketman reconfigured: shutting down the running runtime first")
+                self.shutdown()
+            self._settings = settings
+            self._overrides = given
+        _apply_debug(settings.debug)
+        return settings
+
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (from the environment if never configured)."""
+        if self._settings is None:
+            with self._lock:
+                if self._settings is None:
+                    self._settings = Settings.resolve({})
+                    _apply_debug(self._settings.debug)
+        return self._settings
+
+    def register_plugin(self, plugin: object, name: str | None = None) -> None:
+        """Register a plugin object in code, without installing a distribution."""
+        self.plugins.register(plugin, name)
+        if self._storage is not None:
+            self._refresh_hooks()
+
+    # -- consumers ---------------------------------------------------------
+
+    def on_event(self, pattern: str) -> Callable[[F], F]:
+        """Register the decorated function for events named ``pattern``.
+
+        ``pattern`` is an event name, or has ``*`` matching any characters
+        (``"user.*"``, ``"*"``). On a method of a :class:`Consumer` subclass
+        the method is registered when the class is defined.
+        """
+
+        def decorate(function: F) -> F:
+            if is_method_definition(function):
+                marks = function.__dict__.setdefault("__rocketman_events__", [])
+                marks.append(pattern)
+                # Checked now, so that a bad pattern fails at the decorator.
+                Consumers().add(pattern, function)
+            else:
+                self.consumers.add(pattern, function)
+            return function
+
+        return decorate
+
+    # -- producing ---------------------------------------------------------
+
+    def emit(self, name: str, payload: Any = None) -> str:
+        """Emit the event ``name`` with a JSON ``payload``; return the event's id.
+
+        Returns once the storage holds the event (with ``inline``, once every
+        consumer ran). Raises ``ValueError`` for an invalid name, ``TypeError``
+        for a payload JSON cannot carry, and the storage's error when it
+        cannot take the event.
+        """
+        storage = self._storage
+        if storage is None:
+            storage = self._prepare()
+        if name not in _valid_names:
+            validate_name(name)
+        event_id = new_id()
+        if self._synchronous:
+            self._dispatch_inline(event_id, name, payload)
+        else:
+            storage.push(encode(name, payload, id=event_id))
+        if self._hook_emitted:
+            self._call_hook("rocketman_event_emitted", event=Event(event_id, name, payload, time.time()))
+        if self._debug:
+            logger.debug("emitted %s (id %s)", name, event_id)
+        return event_id
+
+    def emit_many(self, events: Iterable[tuple[str, Any]]) -> list[str]:
+        """Emit several ``(name, payload)`` events in as few storage round trips as it can.
+
+        Every event is validated and encoded before any is stored, so one bad
+        payload emits none. Returns the ids in order.
+        """
+        storage = self._storage
+        if storage is None:
+            storage = self._prepare()
+        pairs = [(validate_name(name), payload) for name, payload in events]
+        ids = [new_id() for _ in pairs]
+        if self._synchronous:
+            for event_id, (name, payload) in zip(ids, pairs):
+                self._dispatch_inline(event_id, name, payload)
+        else:
+            storage.push_many(
+                [encode(name, payload, id=event_id) for event_id, (name, payload) in zip(ids, pairs)]
+            )
+        if self._hook_emitted:
+            now = time.time()
+            for event_id, (name, payload) in zip(ids, pairs):
+                self._call_hook("rocketman_event_emitted", event=Event(event_id, name, payload, now))
+        return ids
+
+    # -- lifecycle ---------------------------------------------------------
+
+    @property
+    def _debug(self) -> bool:
+        return self._settings is not None and self._settings.debug
+
+    def _prepare(self) -> Storage:
+        """Build the storage and executor, and start the workers (once)."""
+        with self._lock:
+            if self._storage is not None:
+                return self._storage
+            settings = self.settings
+            self.plugins.load()
+            storage = self._build("storage", settings.storage, settings.storage_options)
+            executor = self._build("executor", settings.executor, settings.executor_options)
+            self._storage_owned = isinstance(settings.storage, str)
+            self._executor = executor
+            self._synchronous = bool(getattr(executor, "synchronous", False))
+            self._refresh_hooks()
+            if not self._atexit_registered:
+                atexit.register(_shutdown_at_exit, weakref.ref(self))
+                self._atexit_registered = True
+            if settings.worker_count > 0 and not self._synchronous:
+                executor.start(lambda stopping: self._work(storage, stopping), settings.worker_count)
+                self._workers_running = True
+                self._start_heartbeat(storage)
+            logger.info(
+                "rocketman ready: storage %s, executor %s, %d workers",
+                _describe(settings.storage), _describe(settings.executor),
+                0 if self._synchronous else settings.worker_count,
+            )
+            self._storage = storage
+            return storage
+
+    def _build(self, kind: str, spec: Any, options: Any) -> Any:
+        if not isinstance(spec, str):
+            return spec
+        return self.plugins.build(kind, spec, dict(options))
+
+    def start(self) -> None:
+        """Start the workers and the configured relays now, rather than at the first emit."""
+        self._prepare()
+        with self._lock:
+            if self._relays or not self.settings.relays:
+                return
+            for spec in self.settings.relays:
+                relay = self._build("relay", spec, {})
+                relay.start(self.emit)
+                self._relays.append(relay)
+                logger.info("relay %s started", _describe(spec))
+
+    def drain(self, timeout: float | None = None) -> bool:
+        """Block until every event stored so far is handled by each of its consumers.
+
+        Handled means done, or dead-lettered; retries waiting for their delay
+        are waited for. Returns True when the storage is empty of queued,
+        reserved and delayed events, False when ``timeout`` passed first.
+        """
+        storage = self._storage
+        if storage is None or self._synchronous:
+            return True
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            self._drainers += 1
+            try:
+                while True:
+                    stats = storage.stats()
+                    if stats["queued"] + stats["reserved"] + stats["delayed"] == 0:
+                        return True
+                    wait = 0.05
+                    if deadline is not None:
+                        wait = min(wait, deadline - time.monotonic())
+                        if wait <= 0:
+                            return False
+                    # Woken by a worker after each batch; the bound covers
+                    # workers in other processes and retries falling due.
+                    self._idle.wait(wait)
+            finally:
+                self._drainers -= 1
+
+    def shutdown(self, timeout: float | None = None) -> bool:
+        """Stop the relays, drain the queue for up to ``timeout``, stop the workers.
+
+        ``timeout`` defaults to the ``shutdown_timeout`` setting. What is left
+        in a memory storage is counted in a WARNING; a durable storage keeps
+        it. Returns True when everything was handled. A later emit starts a
+        fresh runtime. Also runs at interpreter exit.
+        """
+        with self._lock:
+            storage = self._storage
+            if storage is None:
+                return True
+            settings = self.settings
+            timeout = settings.shutdown_timeout if timeout is None else timeout
+            deadline = time.monotonic() + timeout
+            for relay in self._relays:
+                try:
+                    relay.stop(timeout=max(0.0, deadline - time.monotonic()))
+                except Exception:
+                    logger.exception("relay %r failed to stop", relay)
+            drained = True
+            if self._workers_running:
+                drained = self.drain(timeout=max(0.0, deadline - time.monotonic()))
+            if self._executor is not None:
+                interrupt = getattr(storage, "interrupt", None)
+                if interrupt is not None:
+                    interrupt()
+                stopped = self._executor.stop(timeout=max(0.1, deadline - time.monotonic()))
+                if not stopped:
+                    logger.warning("some rocketman workers did not stop within %.1fs", timeout)
+            self._heartbeat_stop.set()
+            try:
+                left = storage.stats()
+            except Exception as error:
+                logger.warning("could not count what is left in the storage: %s", mask_url(str(error)))
+                left = {}
+            pending = sum(left.get(k, 0) for k in ("queued", "reserved", "delayed"))
+            if pending:
+                if getattr(storage, "durable", False):
+                    logger.info(
+                        "rocketman stopped; %d events stay in the storage for the next worker "
+                        "(queued %d, reserved %d, delayed %d)",
+                        pending, left.get("queued", 0), left.get("reserved", 0), left.get("delayed", 0),
+                    )
+                else:
+                    logger.warning(
+                        "rocketman stopped with %d events not handled, now lost: queued %d, "
+                        "reserved %d, delayed %d (raise shutdown_timeout to give them more time, "
+                        "or use a durable storage)",
+                        pending, left.get("queued", 0), left.get("reserved", 0), left.get("delayed", 0),
+                    )
+            if self._storage_owned:
+                try:
+                    storage.close()
+                except Exception:
+                    logger.exception("the storage failed to close")
+            self._reset_state()
+            return drained and not pending
+
+    # -- dead letters and stats --------------------------------------------
+
+    def stats(self) -> dict[str, int]:
+        """The storage's counts: queued, reserved, delayed, dead."""
+        storage = self._storage or self._prepare()
+        return storage.stats()
+
+    def dead_letters(
+        self, *, event: str | None = None, consumer: str | None = None, limit: int | None = None
+    ) -> list[DeadLetterRecord]:
+        """List dead letters, oldest first, filtered by event name and consumer.
+
+        ``event`` and ``consumer`` may use ``*`` patterns; ``consumer`` matches
+        the identity ``module:qualname``.
+        """
+        storage = self._storage or self._prepare()
+        records = [_record(letter) for letter in storage.dead_letters()]
+        records = [r for r in records if _matches(r, event, consumer)]
+        return records[:limit] if limit is not None else records
+
+    def replay_dead_letters(
+        self,
+        *,
+        event: str | None = None,
+        consumer: str | None = None,
+        ids: Iterable[str] | None = None,
+    ) -> int:
+        """Put dead letters back in the queue, with their attempts reset.
+
+        Without arguments, replays all of them. Malformed messages are not
+        replayed (they would fail again); purge them. Returns how many were.
+        """
+        storage = self._storage or self._prepare()
+        wanted = set(ids) if ids is not None else None
+        replacements: dict[str, bytes] = {}
+        for record in self.dead_letters(event=event, consumer=consumer):
+            if record.event is None or (wanted is not None and record.id not in wanted):
+                continue
+            replacements[record.id] = encode_event(record.event, attempt=0, consumer=record.consumer)
+        return storage.replay_dead_letters(replacements) if replacements else 0
+
+    def purge_dead_letters(
+        self,
+        *,
+        event: str | None = None,
+        consumer: str | None = None,
+        ids: Iterable[str] | None = None,
+    ) -> int:
+        """Delete dead letters; without arguments, all of them. Returns how many."""
+        storage = self._storage or self._prepare()
+        if event is None and consumer is None and ids is None:
+            return storage.purge_dead_letters(None)
+        wanted = set(ids) if ids is not None else None
+        chosen = [
+            r.id for r in self.dead_letters(event=event, consumer=consumer)
+            if wanted is None or r.id in wanted
+        ]
+        return storage.purge_dead_letters(chosen) if chosen else 0
+
+    # -- the worker loop ---------------------------------------------------
+
+    def _work(self, storage: Storage, stopping: threading.Event) -> None:
+        """One worker: reserve a batch, dispatch each event, acknowledge the batch."""
+        settings = self.settings
+        latency, batch_size = settings.latency, settings.batch_size
+        me = threading.get_ident()
+        failures = 0
+        while not stopping.is_set():
+            try:
+                deliveries = storage.reserve(latency, batch_size)
+            except Exception as error:
+                failures += 1
+                delay = min(_STORAGE_RETRY_MAX, 0.1 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
+                logger.error(
+                    "the storage failed to give work (%s); trying again in %.1fs",
+                    mask_url(str(error)) or type(error).__name__, delay,
+                )
+                stopping.wait(delay)
+                continue
+            if failures:
+                logger.warning("the storage gives work again after %d failed attempts", failures)
+                failures = 0
+            if not deliveries:
+                continue
+            self._held[me] = deliveries
+            done = []
+            for delivery in deliveries:
+                try:
+                    self._handle(storage, delivery.message)
+                except Exception as error:
+                    # The storage failed while recording a retry or a dead
+                    # letter: leave the delivery unacknowledged, so it comes
+                    # back (at least once) rather than being lost.
+                    logger.error(
+                        "could not record the outcome of a message; it stays unacknowledged: %s",
+                        mask_url(str(error)),
+                    )
+                    continue
+                done.append(delivery)
+            try:
+                storage.ack(done)
+            except Exception as error:
+                logger.error("could not acknowledge %d messages (they will be delivered again): %s",
+                             len(done), mask_url(str(error)))
+            self._held.pop(me, None)
+            if self._drainers:
+                with self._idle:
+                    self._idle.notify_all()
+
+    def _handle(self, storage: Storage, message: bytes) -> None:
+        try:
+            event = decode(message)
+        except MalformedMessage as error:
+            reason = f"malformed message: {error}"
+            logger.warning("dead-lettering a malformed message: %s", error)
+            storage.dead_letter(message, reason)
+            if self._hook_dead:
+                self._call_hook("rocketman_event_dead_lettered", event=None, consumer=None, reason=reason)
+            return
+        if event.consumer is None:
+            specs = self.consumers.for_name(event.name)
+            if not specs and self._debug:
+                logger.debug("no consumer for %s (id %s)", event.name, event.id)
+        else:
+            spec = self.consumers.by_identity.get(event.consumer)
+            if spec is None:
+                reason = f"the consumer {event.consumer} is not registered in this process"
+                logger.warning("dead-lettering %s (id %s): %s", event.name, event.id, reason)
+                storage.dead_letter(message, reason)
+                if self._hook_dead:
+                    self._call_hook("rocketman_event_dead_lettered", event=event,
+                                    consumer=event.consumer, reason=reason)
+                return
+            specs = (spec,)
+        payload = event.payload
+        timed = self._hook_handled
+        for spec in specs:
+            if self._debug:
+                logger.debug("dispatching %s (id %s) to %s", event.name, event.id, spec.identity)
+            started = time.perf_counter() if timed else 0.0
+            try:
+                spec.invoke(payload, event)
+            except Exception as error:
+                self._failed(storage, event, spec, error)
+                continue
+            if timed:
+                self._call_hook("rocketman_event_handled", event=event, consumer=spec.identity,
+                                duration=time.perf_counter() - started)
+
+    def _failed(self, storage: Storage, event: Event, spec: ConsumerSpec, error: Exception) -> None:
+        settings = self.settings
+        attempt = event.attempt + 1
+        retry = event.attempt < settings.max_retries
+        message = encode_event(event, attempt=attempt, consumer=spec.identity)
+        if retry:
+            base = min(settings.retry_backoff_max, settings.retry_backoff * 2 ** event.attempt)
+            delay = random.uniform(base / 2, base)
+            logger.error(
+                "consumer %s failed on %s (id %s, attempt %d of %d); retrying in %.2fs",
+                spec.identity, event.name, event.id, attempt, settings.max_retries + 1, delay,
+                exc_info=error,
+            )
+            storage.retry_later(message, delay)
+        else:
+            reason = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            logger.error(
+                "consumer %s failed on %s (id %s) %d times; dead-lettered",
+                spec.identity, event.name, event.id, attempt, exc_info=error,
+            )
+            storage.dead_letter(message, reason)
+        if self._hook_failed:
+            self._call_hook("rocketman_event_failed", event=event, consumer=spec.identity,
+                            error=error, will_retry=retry)
+        if not retry and self._hook_dead:
+            self._call_hook("rocketman_event_dead_lettered", event=event, consumer=spec.identity,
+                            reason=str(error))
+
+    def _dispatch_inline(self, event_id: str, name: str, payload: Any) -> None:
+        try:
+            # Round-trip through JSON as a storage would: a consumer sees the
+            # same payload inline as it will with memory or Redis.
+            payload = _decode_json(_encode_json(payload))
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"the payload of event {name!r} cannot be carried as JSON: {error}. "
+                "Pass dicts, lists, strings, numbers, booleans and None only."
+            ) from None
+        event = Event(event_id, name, payload, time.time())
+        first: Exception | None = None
+        for spec in self.consumers.for_name(name):
+            try:
+                spec.invoke(payload, event)
+            except Exception as error:
+                if first is None:
+                    first = error
+                else:
+                    logger.error("consumer %s failed on %s", spec.identity, name, exc_info=error)
+        if first is not None:
+            raise first
+
+    # -- leases ------------------------------------------------------------
+
+    def _start_heartbeat(self, storage: Storage) -> None:
+        interval = getattr(storage, "renew_interval", None)
+        if not interval:
+            return
+        self._heartbeat_stop = stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(interval):
+                held = [d for batch in list(self._held.values()) for d in batch]
+                if not held:
+                    continue
+                try:
+                    storage.renew(held)
+                except Exception as error:
+                    logger.warning("could not renew the leases of %d messages: %s",
+                                   len(held), mask_url(str(error)))
+
+        self._heartbeat = threading.Thread(target=beat, name="rocketman-heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    # -- hooks and fork ----------------------------------------------------
+
+    def _refresh_hooks(self) -> None:
+        hook = self.plugins.manager.hook
+        self._hook_emitted = bool(hook.rocketman_event_emitted.get_hookimpls())
+        self._hook_handled = bool(hook.rocketman_event_handled.get_hookimpls())
+        self._hook_failed = bool(hook.rocketman_event_failed.get_hookimpls())
+        self._hook_dead = bool(hook.rocketman_event_dead_lettered.get_hookimpls())
+
+    def _call_hook(self, name: str, **kwargs: Any) -> None:
+        try:
+            getattr(self.plugins.manager.hook, name)(**kwargs)
+        except Exception:
+            logger.exception("a plugin's %s hook raised; ignored", name)
+
+    def _after_fork_in_child(self) -> None:
+        # Threads do not survive fork: forget the parent's workers and locks;
+        # the child's first emit starts fresh ones. A storage built from a
+        # name is rebuilt (a memory queue is the parent's to handle).
+        # A storage object the user passed is reused: it is the setting.
+        self._new_locks()
+        self._reset_state()
+
+
+def _record(letter: Any) -> DeadLetterRecord:
+    try:
+        event: Event | None = decode(letter.message)
+    except MalformedMessage:
+        event = None
+    return DeadLetterRecord(
+        id=letter.id,
+        event=event,
+        consumer=event.consumer if event else None,
+        error=letter.reason,
+        attempts=event.attempt if event else 0,
+        failed_at=letter.failed_at,
+        message=letter.message,
+    )
+
+
+def _matches(record: DeadLetterRecord, event: str | None, consumer: str | None) -> bool:
+    import fnmatch
+
+    if event is not None and (record.event is None or not fnmatch.fnmatchcase(record.event.name, event)):
+        return False
+    if consumer is not None and (record.consumer is None or not fnmatch.fnmatchcase(record.consumer, consumer)):
+        return False
+    return True
+
+
+def _check_contract(kind: str, spec: Any, contract: type) -> None:
+    if not isinstance(spec, str) and not isinstance(spec, contract):
+        missing = [
+            name for name in dir(contract)
+            if not name.startswith("_") and not hasattr(spec, name)
+        ]
+        raise ConfigurationError(
+            f"{spec!r} is not a {kind}: give a {kind} name, a URL, or an object that meets "
+            f"rocketman_core.{contract.__name__} (it lacks {', '.join(missing) or 'nothing'})"
+        )
+
+
+def _describe(spec: Any) -> str:
+    if isinstance(spec, str):
+        return mask_url(spec)
+    return type(spec).__name__
+
+
+def _apply_debug(debug: bool) -> None:
+    root = logging.getLogger("rocketman")
+    if debug:
+        root.setLevel(logging.DEBUG)
+        if not root.handlers and not logging.getLogger().handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
+            root.addHandler(handler)
+
+
+def _shutdown_at_exit(ref: weakref.ReferenceType[Rocketman]) -> None:
+    app = ref()
+    if app is not None:
+        try:
+            app.shutdown()
+        except Exception:
+            logger.exception("rocketman failed to shut down at exit")
+
+
+_runtimes: weakref.WeakSet[Rocketman] = weakref.WeakSet()
+
+
+def _track_fork(app: Rocketman) -> None:
+    _runtimes.add(app)
+
+
+def _after_fork() -> None:
+    new_id.reseed()
+    for app in list(_runtimes):
+        app._after_fork_in_child()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
