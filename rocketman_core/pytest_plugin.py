@@ -1,0 +1,64 @@
+"""The pytest plugin of rocketman (entry point ``pytest11``), with its fixtures.
+
+* ``rocketman_app``: a fresh, isolated runtime for one test, with its own
+  consumers and memory storage, the ``inline`` executor (so ``emit`` returns
+  after the consumers ran), and a record of what was emitted. While the test
+  runs it is the current runtime: ``rocketman.emit`` and ``@rocketman.on_event``
+  use it.
+* ``rocketman_redis_server``: a real ``redis-server`` for the test session,
+  on a free port (``.url``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import rocketman_core
+
+from ._envelope import Event
+from ._hookspecs import hookimpl
+from ._runtime import Rocketman
+from .testing import RedisServer
+
+__all__ = ["RecordingRocketman", "rocketman_app", "rocketman_redis_server"]
+
+
+class RecordingRocketman(Rocketman):
+    """A runtime that keeps every event emitted through it, in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.emitted: list[Event] = []
+        self.register_plugin(self, name="rocketman-pytest-recorder")
+
+    @hookimpl
+    def rocketman_event_emitted(self, event: Event) -> None:
+        self.emitted.append(event)
+
+    def emitted_names(self) -> list[str]:
+        """The names of the events emitted so far, in order."""
+        return [event.name for event in self.emitted]
+
+    def payloads(self, name: str) -> list[Any]:
+        """The payloads of the events named ``name`` emitted so far."""
+        return [event.payload for event in self.emitted if event.name == name]
+
+
+@pytest.fixture
+def rocketman_app() -> Iterator[RecordingRocketman]:
+    """A fresh, isolated rocketman runtime for one test (memory + inline)."""
+    app = RecordingRocketman()
+    app.configure(storage="memory", executor="inline")
+    with rocketman_core.using(app):
+        yield app
+    app.shutdown(timeout=5)
+
+
+@pytest.fixture(scope="session")
+def rocketman_redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for the session; fails clearly if none is installed."""
+    with RedisServer() as server:
+        yield server
