@@ -86,6 +86,18 @@ class Storage(Protocol):
     Delivery is at least once: a storage may hand a message out again
     (after a crash, when a lease expires), never zero times once
     :meth:`push` has returned.
+
+    Optional members, which the core uses when present:
+
+    * ``durable: bool``: True when what the storage holds outlives the
+      process. The core then stops workers at shutdown without draining the
+      queue (the next worker takes it), and counts leftovers as kept, not lost.
+    * ``renew_interval: float``: seconds between lease renewals; the core then
+      calls :meth:`renew` that often with the deliveries it holds.
+    * ``release(deliveries)``: give reserved deliveries back to the queue now,
+      unhandled (a stopping worker returns the rest of its batch).
+    * ``interrupt()``: wake every :meth:`reserve` blocked now, so that stopping
+      workers need not wait out their ``timeout``.
     """
 
     def push(self, message: bytes) -> None:

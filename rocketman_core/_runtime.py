@@ -348,7 +348,11 @@ class Rocketman:
                 except Exception:
                     logger.exception("relay %r failed to stop", relay)
             drained = True
-            if self._workers_running:
+            durable = bool(getattr(storage, "durable", False))
+            if self._workers_running and not durable:
+                # A memory queue dies with the process: give the workers time
+                # to finish it. A durable storage keeps what is queued for the
+                # next worker, so stop taking work now.
                 drained = self.drain(timeout=max(0.0, deadline - time.monotonic()))
             if self._executor is not None:
                 interrupt = getattr(storage, "interrupt", None)
@@ -365,7 +369,7 @@ class Rocketman:
                 left = {}
             pending = sum(left.get(k, 0) for k in ("queued", "reserved", "delayed"))
             if pending:
-                if getattr(storage, "durable", False):
+                if durable:
                     logger.info(
                         "rocketman stopped; %d events stay in the storage for the next worker "
                         "(queued %d, reserved %d, delayed %d)",
@@ -452,6 +456,7 @@ class Rocketman:
         settings = self.settings
         latency, batch_size = settings.latency, settings.batch_size
         me = threading.get_ident()
+        release = getattr(storage, "release", None)
         failures = 0
         while not stopping.is_set():
             try:
@@ -472,7 +477,16 @@ class Rocketman:
                 continue
             self._held[me] = deliveries
             done = []
-            for delivery in deliveries:
+            for index, delivery in enumerate(deliveries):
+                if index and release is not None and stopping.is_set():
+                    # Stopping: give back what this worker has not started,
+                    # rather than make the stop wait for a whole batch.
+                    try:
+                        release(deliveries[index:])
+                    except Exception as error:
+                        logger.warning("could not give back %d messages (their lease will): %s",
+                                       len(deliveries) - index, mask_url(str(error)))
+                    break
                 try:
                     self._handle(storage, delivery.message)
                 except Exception as error:

@@ -1,0 +1,344 @@
+"""The ``rocketman`` command: worker, demo, plugins, emit, stats, dead-letters.
+
+Exit codes a shell script can rely on: 0 success, 1 the operation failed (a
+storage unreachable, a purge refused), 2 bad usage or configuration (an
+unknown flag, an unknown backend, a module that does not import). Errors are
+one line on stderr, never a traceback (``--debug`` shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from ._contracts import STATS_KEYS
+from ._errors import ConfigurationError
+from ._runtime import Rocketman
+from ._urls import mask_url
+
+__all__ = ["main"]
+
+logger = logging.getLogger("rocketman.cli")
+
+
+class CommandError(Exception):
+    """A failure the command reports in one line, with its exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``rocketman`` command; return its exit code."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 2
+    debug = bool(getattr(args, "debug", False))
+    logging.basicConfig(
+        level=logging.DEBUG if debug else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        result: int = args.handler(args)
+        return result
+    except CommandError as error:
+        print(f"rocketman {args.command}: {error}", file=sys.stderr)
+        return error.code
+    except ConfigurationError as error:
+        if debug:
+            logger.exception("configuration error")
+        print(f"rocketman {args.command}: {mask_url(str(error))}", file=sys.stderr)
+        return 2
+    except Exception as error:  # one line for the shell; the traceback with --debug
+        if debug:
+            logger.exception("failed")
+        message = mask_url(str(error)) or type(error).__name__
+        print(f"rocketman {args.command}: {type(error).__name__}: {message}", file=sys.stderr)
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="rocketman",
+        description="Pub-sub for Python programs. Settings also come from ROCKETMAN_* variables.",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def command(name: str, help: str, handler: Any, storage: bool = True) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.set_defaults(handler=handler)
+        if storage:
+            sub.add_argument("--storage", help="storage name or URL (default: ROCKETMAN_STORAGE, else memory)")
+        sub.add_argument("--debug", action="store_true", help="log at DEBUG level and show tracebacks")
+        return sub
+
+    worker = command("worker", "run the consumers of MODULEs until SIGTERM or SIGINT", _worker)
+    worker.add_argument("modules", nargs="+", metavar="MODULE", help="modules to import; they register consumers")
+    worker.add_argument("--workers", type=_non_negative_int, help="worker threads (ROCKETMAN_WORKER_COUNT, default 5)")
+    worker.add_argument("--latency", type=float, help="seconds a worker blocks before re-checking for stop")
+    worker.add_argument("--executor", help="executor name (default threads)")
+    worker.add_argument("--relay", action="append", default=[], metavar="RELAY",
+                        help="start a relay (name or URL); repeatable")
+    worker.add_argument("--max-retries", type=_non_negative_int, help="retries before dead-lettering")
+
+    command("demo", "show events flowing through memory storage and worker threads", _demo, storage=False)
+
+    plugins = command("plugins", "list plugins, their distributions and what they provide", _plugins, storage=False)
+    plugins.add_argument("--json", action="store_true", help="print JSON")
+
+    emit = command("emit", "emit one event into the configured storage", _emit)
+    emit.add_argument("name", help="the event name")
+    emit.add_argument("--payload", default="null", help="the payload, as JSON (default null)")
+
+    stats = command("stats", "count queued, reserved, delayed and dead events", _stats)
+    stats.add_argument("--json", action="store_true", help="print JSON")
+    stats.add_argument("--watch", type=float, nargs="?", const=1.0, metavar="SECONDS",
+                       help="refresh in place every SECONDS (default 1) until interrupted")
+
+    dead = command("dead-letters", "list, replay or purge dead letters", _dead_letters)
+    dead.add_argument("action", choices=["list", "replay", "purge"])
+    dead.add_argument("--event", help="only events with this name (* patterns allowed)")
+    dead.add_argument("--consumer", help="only this consumer, module:qualname (* patterns allowed)")
+    dead.add_argument("--limit", type=_non_negative_int, help="list at most this many")
+    dead.add_argument("--json", action="store_true", help="print JSON (list)")
+    dead.add_argument("--yes", action="store_true", help="purge without asking")
+    return parser
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _app(args: argparse.Namespace, **settings: Any) -> Rocketman:
+    """A runtime configured from the flags given, then ROCKETMAN_*, then defaults."""
+    if getattr(args, "storage", None):
+        settings["storage"] = args.storage
+    app = Rocketman()
+    app.configure(**settings)
+    return app
+
+
+def _shared_storage(app: Rocketman) -> None:
+    app.stats()  # builds the storage, and fails here if it is unreachable
+    storage = app._storage
+    if not getattr(storage, "durable", False):
+        raise CommandError(
+            f"the storage {mask_url(str(app.settings.storage))!r} lives inside one process, so "
+            "this command cannot reach another process's events. Use a shared storage: "
+            "--storage redis://HOST:6379/0 or ROCKETMAN_STORAGE.",
+            code=2,
+        )
+
+
+# -- worker ------------------------------------------------------------------
+
+
+def _worker(args: argparse.Namespace) -> int:
+    settings: dict[str, Any] = {}
+    for flag, key in (("workers", "worker_count"), ("latency", "latency"),
+                      ("executor", "executor"), ("max_retries", "max_retries")):
+        if getattr(args, flag) is not None:
+            settings[key] = getattr(args, flag)
+    if args.relay:
+        settings["relays"] = args.relay
+    if args.debug:
+        settings["debug"] = True
+    import rocketman_core
+
+    app = rocketman_core.current()
+    if args.storage:
+        settings["storage"] = args.storage
+    app.configure(**settings)
+    sys.path.insert(0, os.getcwd())
+    for module in args.modules:
+        try:
+            importlib.import_module(module)
+        except Exception as error:
+            raise CommandError(f"cannot import {module!r}: {type(error).__name__}: {error}", code=2) from error
+    consumers = app.consumers.all()
+    if not consumers:
+        logger.warning("no consumer registered by %s: events will be taken and dropped", ", ".join(args.modules))
+
+    stop = threading.Event()
+
+    def request_stop(signum: int, frame: Any) -> None:
+        logger.info("received %s: stopping", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    app.start()
+    current = app.settings
+    logger.info(
+        "rocketman worker started (pid %d): storage %s, %d workers, relays %s, consumers: %s",
+        os.getpid(), _describe(current.storage), current.worker_count,
+        ", ".join(_describe(r) for r in current.relays) or "none",
+        ", ".join(f"{c.identity} on {c.pattern!r}" for c in consumers) or "none",
+    )
+    while not stop.wait(1.0):
+        pass
+    clean = app.shutdown()
+    logger.info("rocketman worker stopped%s", "" if clean else " (some events were left, see above)")
+    return 0
+
+
+def _describe(spec: Any) -> str:
+    return mask_url(spec) if isinstance(spec, str) else type(spec).__name__
+
+
+# -- demo --------------------------------------------------------------------
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from ._demo import run
+
+    return run()
+
+
+# -- plugins -----------------------------------------------------------------
+
+
+def _plugins(args: argparse.Namespace) -> int:
+    app = Rocketman()
+    app.plugins.load()
+    infos = sorted(app.plugins.infos.values(), key=lambda i: i.name)
+    rows = [
+        {
+            "name": info.name,
+            "module": info.module,
+            "distribution": info.distribution,
+            "version": info.version,
+            "provides": info.provides,
+            "disabled": info.disabled,
+            "error": info.error,
+        }
+        for info in infos
+    ]
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    for row in rows:
+        origin = f"{row['distribution']} {row['version']}" if row["distribution"] else "registered in code"
+        provides = "; ".join(f"{kind} {', '.join(names)}" for kind, names in row["provides"].items())
+        status = "disabled" if row["disabled"] else ("FAILED" if row["error"] else "ok")
+        print(f"{row['name']:<16} {origin:<28} {status:<8} {provides or '-'}")
+        if row["error"]:
+            print(f"{'':<16} error: {row['error']}")
+    return 0
+
+
+# -- emit, stats, dead letters -----------------------------------------------
+
+
+def _emit(args: argparse.Namespace) -> int:
+    try:
+        payload = json.loads(args.payload)
+    except ValueError as error:
+        raise CommandError(f"--payload is not valid JSON: {error}", code=2) from None
+    app = _app(args, worker_count=0)
+    _shared_storage(app)
+    try:
+        event_id = app.emit(args.name, payload)
+    except ValueError as error:
+        raise CommandError(str(error), code=2) from None
+    print(event_id)
+    app.shutdown(timeout=0)
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    app = _app(args, worker_count=0)
+    _shared_storage(app)
+
+    def show() -> str:
+        counts = app.stats()
+        if args.json:
+            return json.dumps({key: counts[key] for key in STATS_KEYS})
+        return "  ".join(f"{key} {counts[key]}" for key in STATS_KEYS)
+
+    if args.watch is None:
+        print(show())
+        return 0
+    try:
+        while True:
+            line = show()
+            if sys.stdout.isatty():
+                sys.stdout.write(f"\r\x1b[K{line}")
+            else:
+                sys.stdout.write(line + "\n")
+            sys.stdout.flush()
+            time.sleep(args.watch)
+    except KeyboardInterrupt:
+        print()
+        return 0
+
+
+def _dead_letters(args: argparse.Namespace) -> int:
+    app = _app(args, worker_count=0)
+    _shared_storage(app)
+    filters = {"event": args.event, "consumer": args.consumer}
+    if args.action == "list":
+        records = app.dead_letters(limit=args.limit, **filters)
+        if args.json:
+            print(json.dumps([_record_json(r) for r in records], indent=2))
+            return 0
+        for r in records:
+            name = r.event.name if r.event else "(malformed)"
+            when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.failed_at))
+            first = r.error.strip().splitlines()[-1] if r.error.strip() else ""
+            print(f"{r.id}  {when}  {name}  {r.consumer or '-'}  attempts {r.attempts}  {first}")
+        print(f"{len(records)} dead letters", file=sys.stderr)
+        return 0
+    if args.action == "replay":
+        print(f"{app.replay_dead_letters(**filters)} dead letters replayed")
+        return 0
+    count = len(app.dead_letters(**filters))
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CommandError(f"refusing to purge {count} dead letters without --yes", code=1)
+        answer = input(f"Purge {count} dead letters? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing purged")
+            return 1
+    print(f"{app.purge_dead_letters(**filters)} dead letters purged")
+    return 0
+
+
+def _record_json(record: Any) -> dict[str, Any]:
+    event = record.event
+    return {
+        "id": record.id,
+        "event": None if event is None else {
+            "id": event.id, "name": event.name, "payload": event.payload,
+            "emitted_at": event.emitted_at,
+        },
+        "consumer": record.consumer,
+        "attempts": record.attempts,
+        "failed_at": record.failed_at,
+        "error": record.error,
+        "message": None if event else record.message.decode("utf-8", "replace"),
+    }
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
+
