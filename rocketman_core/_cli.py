@@ -221,7 +221,7 @@ def _plugins(args: argparse.Namespace) -> int:
     app = Rocketman()
     app.plugins.load()
     infos = sorted(app.plugins.infos.values(), key=lambda i: i.name)
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": info.name,
             "module": info.module,

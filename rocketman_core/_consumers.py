@@ -40,7 +40,7 @@ def is_method_definition(function: Callable[..., Any]) -> bool:
 class ConsumerSpec:
     """One consumer: its identity, the pattern it listens to, how to call it."""
 
-    __slots__ = ("identity", "pattern", "function", "owner", "invoke", "_instance")
+    __slots__ = ("_instance", "function", "identity", "invoke", "owner", "pattern")
 
     def __init__(
         self,
@@ -96,7 +96,7 @@ class ConsumerSpec:
 class _Instance:
     """The one instance of a Consumer subclass, made at its first event."""
 
-    __slots__ = ("owner", "value", "lock")
+    __slots__ = ("lock", "owner", "value")
 
     def __init__(self, owner: type) -> None:
         self.owner = owner

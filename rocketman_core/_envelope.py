@@ -82,14 +82,14 @@ class _Ids:
 new_id = _Ids()
 
 
-def validate_name(name: object) -> str:
+def validate_name(name: Any) -> str:
     """Return ``name`` if it is a valid event name, else raise ``ValueError``.
 
     A name is 1 to 255 characters, without whitespace or ``*`` (which is for
     patterns).
     """
     if name in _valid_names:
-        return name  # type: ignore[return-value]
+        return str(name)
     if not isinstance(name, str):
         raise ValueError(f"an event name must be a string, not {type(name).__name__}")
     if not _NAME.match(name):

@@ -5,30 +5,18 @@ from __future__ import annotations
 import atexit
 import logging
 import os
-import random
 import threading
 import time
-import traceback
 import weakref
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from ._config import Settings
-from ._consumers import Consumers, ConsumerSpec, is_method_definition
+from ._consumers import Consumers, is_method_definition
 from ._contracts import Executor, Relay, Storage
-from ._envelope import (
-    Event,
-    MalformedMessage,
-    _decode_json,
-    _encode_json,
-    _valid_names,
-    decode,
-    encode,
-    encode_event,
-    new_id,
-    validate_name,
-)
+from ._dead_letters import DeadLetterRecord, matches, to_record
+from ._dispatch import Dispatch
+from ._envelope import Event, _valid_names, encode, encode_event, new_id, validate_name
 from ._errors import ConfigurationError
 from ._plugins import Plugins
 from ._urls import mask_url
@@ -40,32 +28,9 @@ logger = logging.getLogger("rocketman")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _UNSET: Any = object()
-_STORAGE_RETRY_MAX = 5.0  # seconds between attempts while the storage is down
 
 
-@dataclass(frozen=True)
-class DeadLetterRecord:
-    """A dead letter as the API shows it.
-
-    :param id: the storage's id of the dead letter (for replay and purge).
-    :param event: the event, or None when the message was not a valid envelope.
-    :param consumer: the consumer that failed, or None for a malformed message.
-    :param error: the reason: the error with its traceback.
-    :param attempts: how many times the consumer was called.
-    :param failed_at: when it was dead-lettered, seconds since the epoch.
-    :param message: the stored bytes, exactly.
-    """
-
-    id: str
-    event: Event | None
-    consumer: str | None
-    error: str
-    attempts: int
-    failed_at: float
-    message: bytes
-
-
-class Rocketman:
+class Rocketman(Dispatch):
     """One rocketman runtime: its settings, consumers, storage and workers.
 
     The module-level functions (``rocketman.emit``, ``rocketman.on_event``...)
@@ -235,15 +200,15 @@ class Rocketman:
         pairs = [(validate_name(name), payload) for name, payload in events]
         ids = [new_id() for _ in pairs]
         if self._synchronous:
-            for event_id, (name, payload) in zip(ids, pairs):
+            for event_id, (name, payload) in zip(ids, pairs, strict=True):
                 self._dispatch_inline(event_id, name, payload)
         else:
             storage.push_many(
-                [encode(name, payload, id=event_id) for event_id, (name, payload) in zip(ids, pairs)]
+                [encode(name, payload, id=event_id) for event_id, (name, payload) in zip(ids, pairs, strict=True)]
             )
         if self._hook_emitted:
             now = time.time()
-            for event_id, (name, payload) in zip(ids, pairs):
+            for event_id, (name, payload) in zip(ids, pairs, strict=True):
                 self._call_hook("rocketman_event_emitted", event=Event(event_id, name, payload, now))
         return ids
 
@@ -260,7 +225,7 @@ class Rocketman:
                 return self._storage
             settings = self.settings
             self.plugins.load()
-            storage = self._build("storage", settings.storage, settings.storage_options)
+            storage: Storage = self._build("storage", settings.storage, settings.storage_options)
             executor = self._build("executor", settings.executor, settings.executor_options)
             self._storage_owned = isinstance(settings.storage, str)
             self._executor = executor
@@ -406,8 +371,8 @@ class Rocketman:
         the identity ``module:qualname``.
         """
         storage = self._storage or self._prepare()
-        records = [_record(letter) for letter in storage.dead_letters()]
-        records = [r for r in records if _matches(r, event, consumer)]
+        records = [to_record(letter) for letter in storage.dead_letters()]
+        records = [r for r in records if matches(r, event, consumer)]
         return records[:limit] if limit is not None else records
 
     def replay_dead_letters(
@@ -451,177 +416,6 @@ class Rocketman:
 
     # -- the worker loop ---------------------------------------------------
 
-    def _work(self, storage: Storage, stopping: threading.Event) -> None:
-        """One worker: reserve a batch, dispatch each event, acknowledge the batch."""
-        settings = self.settings
-        latency, batch_size = settings.latency, settings.batch_size
-        me = threading.get_ident()
-        release = getattr(storage, "release", None)
-        failures = 0
-        while not stopping.is_set():
-            try:
-                deliveries = storage.reserve(latency, batch_size)
-            except Exception as error:
-                failures += 1
-                delay = min(_STORAGE_RETRY_MAX, 0.1 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
-                logger.error(
-                    "the storage failed to give work (%s); trying again in %.1fs",
-                    mask_url(str(error)) or type(error).__name__, delay,
-                )
-                stopping.wait(delay)
-                continue
-            if failures:
-                logger.warning("the storage gives work again after %d failed attempts", failures)
-                failures = 0
-            if not deliveries:
-                continue
-            self._held[me] = deliveries
-            done = []
-            for index, delivery in enumerate(deliveries):
-                if index and release is not None and stopping.is_set():
-                    # Stopping: give back what this worker has not started,
-                    # rather than make the stop wait for a whole batch.
-                    try:
-                        release(deliveries[index:])
-                    except Exception as error:
-                        logger.warning("could not give back %d messages (their lease will): %s",
-                                       len(deliveries) - index, mask_url(str(error)))
-                    break
-                try:
-                    self._handle(storage, delivery.message)
-                except Exception as error:
-                    # The storage failed while recording a retry or a dead
-                    # letter: leave the delivery unacknowledged, so it comes
-                    # back (at least once) rather than being lost.
-                    logger.error(
-                        "could not record the outcome of a message; it stays unacknowledged: %s",
-                        mask_url(str(error)),
-                    )
-                    continue
-                done.append(delivery)
-            try:
-                storage.ack(done)
-            except Exception as error:
-                logger.error("could not acknowledge %d messages (they will be delivered again): %s",
-                             len(done), mask_url(str(error)))
-            self._held.pop(me, None)
-            if self._drainers:
-                with self._idle:
-                    self._idle.notify_all()
-
-    def _handle(self, storage: Storage, message: bytes) -> None:
-        try:
-            event = decode(message)
-        except MalformedMessage as error:
-            reason = f"malformed message: {error}"
-            logger.warning("dead-lettering a malformed message: %s", error)
-            storage.dead_letter(message, reason)
-            if self._hook_dead:
-                self._call_hook("rocketman_event_dead_lettered", event=None, consumer=None, reason=reason)
-            return
-        if event.consumer is None:
-            specs = self.consumers.for_name(event.name)
-            if not specs and self._debug:
-                logger.debug("no consumer for %s (id %s)", event.name, event.id)
-        else:
-            spec = self.consumers.by_identity.get(event.consumer)
-            if spec is None:
-                reason = f"the consumer {event.consumer} is not registered in this process"
-                logger.warning("dead-lettering %s (id %s): %s", event.name, event.id, reason)
-                storage.dead_letter(message, reason)
-                if self._hook_dead:
-                    self._call_hook("rocketman_event_dead_lettered", event=event,
-                                    consumer=event.consumer, reason=reason)
-                return
-            specs = (spec,)
-        payload = event.payload
-        timed = self._hook_handled
-        for spec in specs:
-            if self._debug:
-                logger.debug("dispatching %s (id %s) to %s", event.name, event.id, spec.identity)
-            started = time.perf_counter() if timed else 0.0
-            try:
-                spec.invoke(payload, event)
-            except Exception as error:
-                self._failed(storage, event, spec, error)
-                continue
-            if timed:
-                self._call_hook("rocketman_event_handled", event=event, consumer=spec.identity,
-                                duration=time.perf_counter() - started)
-
-    def _failed(self, storage: Storage, event: Event, spec: ConsumerSpec, error: Exception) -> None:
-        settings = self.settings
-        attempt = event.attempt + 1
-        retry = event.attempt < settings.max_retries
-        message = encode_event(event, attempt=attempt, consumer=spec.identity)
-        if retry:
-            base = min(settings.retry_backoff_max, settings.retry_backoff * 2 ** event.attempt)
-            delay = random.uniform(base / 2, base)
-            logger.error(
-                "consumer %s failed on %s (id %s, attempt %d of %d); retrying in %.2fs",
-                spec.identity, event.name, event.id, attempt, settings.max_retries + 1, delay,
-                exc_info=error,
-            )
-            storage.retry_later(message, delay)
-        else:
-            reason = "".join(traceback.format_exception(type(error), error, error.__traceback__))
-            logger.error(
-                "consumer %s failed on %s (id %s) %d times; dead-lettered",
-                spec.identity, event.name, event.id, attempt, exc_info=error,
-            )
-            storage.dead_letter(message, reason)
-        if self._hook_failed:
-            self._call_hook("rocketman_event_failed", event=event, consumer=spec.identity,
-                            error=error, will_retry=retry)
-        if not retry and self._hook_dead:
-            self._call_hook("rocketman_event_dead_lettered", event=event, consumer=spec.identity,
-                            reason=str(error))
-
-    def _dispatch_inline(self, event_id: str, name: str, payload: Any) -> None:
-        try:
-            # Round-trip through JSON as a storage would: a consumer sees the
-            # same payload inline as it will with memory or Redis.
-            payload = _decode_json(_encode_json(payload))
-        except (TypeError, ValueError) as error:
-            raise TypeError(
-                f"the payload of event {name!r} cannot be carried as JSON: {error}. "
-                "Pass dicts, lists, strings, numbers, booleans and None only."
-            ) from None
-        event = Event(event_id, name, payload, time.time())
-        first: Exception | None = None
-        for spec in self.consumers.for_name(name):
-            try:
-                spec.invoke(payload, event)
-            except Exception as error:
-                if first is None:
-                    first = error
-                else:
-                    logger.error("consumer %s failed on %s", spec.identity, name, exc_info=error)
-        if first is not None:
-            raise first
-
-    # -- leases ------------------------------------------------------------
-
-    def _start_heartbeat(self, storage: Storage) -> None:
-        interval = getattr(storage, "renew_interval", None)
-        if not interval:
-            return
-        self._heartbeat_stop = stop = threading.Event()
-
-        def beat() -> None:
-            while not stop.wait(interval):
-                held = [d for batch in list(self._held.values()) for d in batch]
-                if not held:
-                    continue
-                try:
-                    storage.renew(held)
-                except Exception as error:
-                    logger.warning("could not renew the leases of %d messages: %s",
-                                   len(held), mask_url(str(error)))
-
-        self._heartbeat = threading.Thread(target=beat, name="rocketman-heartbeat", daemon=True)
-        self._heartbeat.start()
-
     # -- hooks and fork ----------------------------------------------------
 
     def _refresh_hooks(self) -> None:
@@ -631,12 +425,6 @@ class Rocketman:
         self._hook_failed = bool(hook.rocketman_event_failed.get_hookimpls())
         self._hook_dead = bool(hook.rocketman_event_dead_lettered.get_hookimpls())
 
-    def _call_hook(self, name: str, **kwargs: Any) -> None:
-        try:
-            getattr(self.plugins.manager.hook, name)(**kwargs)
-        except Exception:
-            logger.exception("a plugin's %s hook raised; ignored", name)
-
     def _after_fork_in_child(self) -> None:
         # Threads do not survive fork: forget the parent's workers and locks;
         # the child's first emit starts fresh ones. A storage built from a
@@ -644,32 +432,6 @@ class Rocketman:
         # A storage object the user passed is reused: it is the setting.
         self._new_locks()
         self._reset_state()
-
-
-def _record(letter: Any) -> DeadLetterRecord:
-    try:
-        event: Event | None = decode(letter.message)
-    except MalformedMessage:
-        event = None
-    return DeadLetterRecord(
-        id=letter.id,
-        event=event,
-        consumer=event.consumer if event else None,
-        error=letter.reason,
-        attempts=event.attempt if event else 0,
-        failed_at=letter.failed_at,
-        message=letter.message,
-    )
-
-
-def _matches(record: DeadLetterRecord, event: str | None, consumer: str | None) -> bool:
-    import fnmatch
-
-    if event is not None and (record.event is None or not fnmatch.fnmatchcase(record.event.name, event)):
-        return False
-    if consumer is not None and (record.consumer is None or not fnmatch.fnmatchcase(record.consumer, consumer)):
-        return False
-    return True
 
 
 def _check_contract(kind: str, spec: Any, contract: type) -> None:

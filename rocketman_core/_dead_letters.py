@@ -1,0 +1,57 @@
+"""Dead letters as the API shows them: decoded, filtered by event and consumer."""
+
+from __future__ import annotations
+
+import fnmatch
+from dataclasses import dataclass
+from typing import Any
+
+from ._envelope import Event, MalformedMessage, decode
+
+__all__ = ["DeadLetterRecord", "matches", "to_record"]
+
+
+@dataclass(frozen=True)
+class DeadLetterRecord:
+    """A dead letter as the API shows it.
+
+    :param id: the storage's id of the dead letter (for replay and purge).
+    :param event: the event, or None when the message was not a valid envelope.
+    :param consumer: the consumer that failed, or None for a malformed message.
+    :param error: the reason: the error with its traceback.
+    :param attempts: how many times the consumer was called.
+    :param failed_at: when it was dead-lettered, seconds since the epoch.
+    :param message: the stored bytes, exactly.
+    """
+
+    id: str
+    event: Event | None
+    consumer: str | None
+    error: str
+    attempts: int
+    failed_at: float
+    message: bytes
+
+
+def to_record(letter: Any) -> DeadLetterRecord:
+    try:
+        event: Event | None = decode(letter.message)
+    except MalformedMessage:
+        event = None
+    return DeadLetterRecord(
+        id=letter.id,
+        event=event,
+        consumer=event.consumer if event else None,
+        error=letter.reason,
+        attempts=event.attempt if event else 0,
+        failed_at=letter.failed_at,
+        message=letter.message,
+    )
+
+
+def matches(record: DeadLetterRecord, event: str | None, consumer: str | None) -> bool:
+    if event is not None and (record.event is None or not fnmatch.fnmatchcase(record.event.name, event)):
+        return False
+    return consumer is None or (
+        record.consumer is not None and fnmatch.fnmatchcase(record.consumer, consumer)
+    )

@@ -1,0 +1,230 @@
+"""The worker loop: reserve a batch, dispatch each event, retry or dead-letter, acknowledge.
+
+A mixin of :class:`rocketman_core.Rocketman`, kept apart because it is the
+hot path: every line here runs once per event.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import traceback
+from collections.abc import Sequence
+from typing import Any
+
+from ._config import Settings
+from ._consumers import Consumers, ConsumerSpec
+from ._contracts import Storage
+from ._envelope import Event, MalformedMessage, _decode_json, _encode_json, decode, encode_event
+from ._plugins import Plugins
+from ._urls import mask_url
+
+__all__ = ["Dispatch"]
+
+logger = logging.getLogger("rocketman")
+
+_STORAGE_RETRY_MAX = 5.0  # seconds between attempts while the storage is down
+
+
+class Dispatch:
+    """Dispatching events to consumers, for the runtime that mixes it in."""
+
+    consumers: Consumers
+    plugins: Plugins
+    _drainers: int
+    _idle: threading.Condition
+    _held: dict[int, Sequence[Any]]
+    _heartbeat: threading.Thread | None
+    _heartbeat_stop: threading.Event
+    _hook_emitted: bool
+    _hook_handled: bool
+    _hook_failed: bool
+    _hook_dead: bool
+
+    @property
+    def settings(self) -> Settings:
+        raise NotImplementedError  # provided by Rocketman
+
+    @property
+    def _debug(self) -> bool:
+        raise NotImplementedError  # provided by Rocketman
+
+    def _work(self, storage: Storage, stopping: threading.Event) -> None:
+        """One worker: reserve a batch, dispatch each event, acknowledge the batch."""
+        settings = self.settings
+        latency, batch_size = settings.latency, settings.batch_size
+        me = threading.get_ident()
+        release = getattr(storage, "release", None)
+        failures = 0
+        while not stopping.is_set():
+            try:
+                deliveries = storage.reserve(latency, batch_size)
+            except Exception as error:
+                failures += 1
+                delay = min(_STORAGE_RETRY_MAX, 0.1 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
+                logger.error(
+                    "the storage failed to give work (%s); trying again in %.1fs",
+                    mask_url(str(error)) or type(error).__name__, delay,
+                )
+                stopping.wait(delay)
+                continue
+            if failures:
+                logger.warning("the storage gives work again after %d failed attempts", failures)
+                failures = 0
+            if not deliveries:
+                continue
+            self._held[me] = deliveries
+            done = []
+            for index, delivery in enumerate(deliveries):
+                if index and release is not None and stopping.is_set():
+                    # Stopping: give back what this worker has not started,
+                    # rather than make the stop wait for a whole batch.
+                    try:
+                        release(deliveries[index:])
+                    except Exception as error:
+                        logger.warning("could not give back %d messages (their lease will): %s",
+                                       len(deliveries) - index, mask_url(str(error)))
+                    break
+                try:
+                    self._handle(storage, delivery.message)
+                except Exception as error:
+                    # The storage failed while recording a retry or a dead
+                    # letter: leave the delivery unacknowledged, so it comes
+                    # back (at least once) rather than being lost.
+                    logger.error(
+                        "could not record the outcome of a message; it stays unacknowledged: %s",
+                        mask_url(str(error)),
+                    )
+                    continue
+                done.append(delivery)
+            try:
+                storage.ack(done)
+            except Exception as error:
+                logger.error("could not acknowledge %d messages (they will be delivered again): %s",
+                             len(done), mask_url(str(error)))
+            self._held.pop(me, None)
+            if self._drainers:
+                with self._idle:
+                    self._idle.notify_all()
+
+    def _handle(self, storage: Storage, message: bytes) -> None:
+        try:
+            event = decode(message)
+        except MalformedMessage as error:
+            reason = f"malformed message: {error}"
+            logger.warning("dead-lettering a malformed message: %s", error)
+            storage.dead_letter(message, reason)
+            if self._hook_dead:
+                self._call_hook("rocketman_event_dead_lettered", event=None, consumer=None, reason=reason)
+            return
+        if event.consumer is None:
+            specs = self.consumers.for_name(event.name)
+            if not specs and self._debug:
+                logger.debug("no consumer for %s (id %s)", event.name, event.id)
+        else:
+            spec = self.consumers.by_identity.get(event.consumer)
+            if spec is None:
+                reason = f"the consumer {event.consumer} is not registered in this process"
+                logger.warning("dead-lettering %s (id %s): %s", event.name, event.id, reason)
+                storage.dead_letter(message, reason)
+                if self._hook_dead:
+                    self._call_hook("rocketman_event_dead_lettered", event=event,
+                                    consumer=event.consumer, reason=reason)
+                return
+            specs = (spec,)
+        payload = event.payload
+        timed = self._hook_handled
+        for spec in specs:
+            if self._debug:
+                logger.debug("dispatching %s (id %s) to %s", event.name, event.id, spec.identity)
+            started = time.perf_counter() if timed else 0.0
+            try:
+                spec.invoke(payload, event)
+            except Exception as error:
+                self._failed(storage, event, spec, error)
+                continue
+            if timed:
+                self._call_hook("rocketman_event_handled", event=event, consumer=spec.identity,
+                                duration=time.perf_counter() - started)
+
+    def _failed(self, storage: Storage, event: Event, spec: ConsumerSpec, error: Exception) -> None:
+        settings = self.settings
+        attempt = event.attempt + 1
+        retry = event.attempt < settings.max_retries
+        message = encode_event(event, attempt=attempt, consumer=spec.identity)
+        if retry:
+            base = min(settings.retry_backoff_max, settings.retry_backoff * 2 ** event.attempt)
+            delay = random.uniform(base / 2, base)
+            logger.error(
+                "consumer %s failed on %s (id %s, attempt %d of %d); retrying in %.2fs",
+                spec.identity, event.name, event.id, attempt, settings.max_retries + 1, delay,
+                exc_info=error,
+            )
+            storage.retry_later(message, delay)
+        else:
+            reason = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            logger.error(
+                "consumer %s failed on %s (id %s) %d times; dead-lettered",
+                spec.identity, event.name, event.id, attempt, exc_info=error,
+            )
+            storage.dead_letter(message, reason)
+        if self._hook_failed:
+            self._call_hook("rocketman_event_failed", event=event, consumer=spec.identity,
+                            error=error, will_retry=retry)
+        if not retry and self._hook_dead:
+            self._call_hook("rocketman_event_dead_lettered", event=event, consumer=spec.identity,
+                            reason=str(error))
+
+    def _dispatch_inline(self, event_id: str, name: str, payload: Any) -> None:
+        try:
+            # Round-trip through JSON as a storage would: a consumer sees the
+            # same payload inline as it will with memory or Redis.
+            payload = _decode_json(_encode_json(payload))
+        except (TypeError, ValueError) as error:
+            raise TypeError(
+                f"the payload of event {name!r} cannot be carried as JSON: {error}. "
+                "Pass dicts, lists, strings, numbers, booleans and None only."
+            ) from None
+        event = Event(event_id, name, payload, time.time())
+        first: Exception | None = None
+        for spec in self.consumers.for_name(name):
+            try:
+                spec.invoke(payload, event)
+            except Exception as error:
+                if first is None:
+                    first = error
+                else:
+                    logger.error("consumer %s failed on %s", spec.identity, name, exc_info=error)
+        if first is not None:
+            raise first
+
+    # -- leases ------------------------------------------------------------
+
+    def _start_heartbeat(self, storage: Storage) -> None:
+        interval = getattr(storage, "renew_interval", None)
+        if not interval:
+            return
+        self._heartbeat_stop = stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(interval):
+                held = [d for batch in list(self._held.values()) for d in batch]
+                if not held:
+                    continue
+                try:
+                    storage.renew(held)
+                except Exception as error:
+                    logger.warning("could not renew the leases of %d messages: %s",
+                                   len(held), mask_url(str(error)))
+
+        self._heartbeat = threading.Thread(target=beat, name="rocketman-heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    def _call_hook(self, name: str, **kwargs: Any) -> None:
+        try:
+            getattr(self.plugins.manager.hook, name)(**kwargs)
+        except Exception:
+            logger.exception("a plugin's %s hook raised; ignored", name)
+
