@@ -88,10 +88,10 @@ def validate_name(name: Any) -> str:
     A name is 1 to 255 characters, without whitespace or ``*`` (which is for
     patterns).
     """
-    if name in _valid_names:
-        return str(name)
     if not isinstance(name, str):
         raise ValueError(f"an event name must be a string, not {type(name).__name__}")
+    if name in _valid_names:
+        return name
     if not _NAME.match(name):
         raise ValueError(
             f"invalid event name {name!r}: it must be 1 to 255 characters, "

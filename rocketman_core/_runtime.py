@@ -175,7 +175,7 @@ class Rocketman(Dispatch):
         storage = self._storage
         if storage is None:
             storage = self._prepare()
-        if name not in _valid_names:
+        if type(name) is not str or name not in _valid_names:
             validate_name(name)
         event_id = new_id()
         if self._synchronous:
