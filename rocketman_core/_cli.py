@@ -18,7 +18,7 @@ import sys
 import threading
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from ._contracts import STATS_KEYS
 from ._errors import ConfigurationError
@@ -38,10 +38,22 @@ class CommandError(Exception):
         self.code = code
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser whose usage errors are one line, not the whole usage."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``rocketman`` command; return its exit code."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:
+        # Reported here rather than by parse_args so the line names the
+        # sub-command whose flags were wrong.
+        prog = f"rocketman {args.command}" if args.command else "rocketman"
+        parser.exit(2, f"{prog}: unrecognized arguments: {' '.join(unknown)} (see {prog} --help)\n")
     if args.command is None:
         parser.print_help()
         return 2
@@ -71,7 +83,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="rocketman",
         description="Pub-sub for Python programs. Settings also come from ROCKETMAN_* variables.",
     )
