@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from ._envelope import Event
 
-__all__ = ["ConsumerSpec", "Consumers", "identity_of"]
+__all__ = ["ConsumerSpec", "Consumers", "check_pattern", "identity_of"]
 
 logger = logging.getLogger("rocketman.consumers")
 
@@ -33,6 +33,8 @@ def identity_of(function: Callable[..., Any]) -> str:
 
 def is_method_definition(function: Callable[..., Any]) -> bool:
     """Whether ``function`` is being defined in a class body (by its qualname)."""
+    if not inspect.isfunction(function):
+        return False  # a bound method or a callable object: registered as it is
     parts = function.__qualname__.split(".")
     return len(parts) > 1 and parts[-2] != "<locals>"
 
@@ -48,8 +50,9 @@ class ConsumerSpec:
         function: Callable[..., Any],
         owner: type | None = None,
         instance: _Instance | None = None,
+        identity: str | None = None,
     ) -> None:
-        self.identity = identity_of(function)
+        self.identity = identity or identity_of(function)
         self.pattern = pattern
         self.function = function
         self.owner = owner
@@ -113,6 +116,15 @@ class _Instance:
         return value
 
 
+def check_pattern(pattern: Any) -> None:
+    """Raise ``ValueError`` unless ``pattern`` is an event name or a ``*`` pattern."""
+    if not isinstance(pattern, str) or not pattern or any(c.isspace() for c in pattern):
+        raise ValueError(
+            f"invalid event name or pattern {pattern!r}: a non-empty string without "
+            "whitespace, where * matches any characters"
+        )
+
+
 def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile(".*".join(re.escape(part) for part in pattern.split("*")) + r"\Z")
 
@@ -129,26 +141,36 @@ class Consumers:
         self._instances: dict[type, _Instance] = {}
 
     def add(self, pattern: str, function: Callable[..., Any], owner: type | None = None) -> ConsumerSpec:
-        """Register ``function`` for the events ``pattern`` matches."""
-        if not isinstance(pattern, str) or not pattern or any(c.isspace() for c in pattern):
-            raise ValueError(f"invalid event name or pattern {pattern!r}")
+        """Register ``function`` for the events ``pattern`` matches.
+
+        Registering the same function for the same pattern again changes
+        nothing. A *different* function with the same ``module:qualname`` and
+        pattern is a redefinition (a module reloaded, a notebook cell run
+        again): it replaces the old one. Two different functions that share a
+        qualname otherwise (two lambdas in one scope) get ``#2``, ``#3``... in
+        registration order, so each keeps an identity of its own.
+        """
+        check_pattern(pattern)
         with self._lock:
+            specs = self._all()
+            for existing in specs:
+                if existing.function is function and existing.pattern == pattern:
+                    return existing
+            identity = next((s.identity for s in specs if s.function is function), None)
+            if identity is None:
+                identity = identity_of(function)
+                namesakes = [s for s in specs if s.identity.split("#")[0] == identity]
+                replaced = {s.function for s in namesakes if s.pattern == pattern}
+                if replaced:
+                    logger.debug("consumer %s redefined; the new definition replaces it", identity)
+                    identity = next(s.identity for s in namesakes if s.function in replaced)
+                    self._remove(replaced)
+                elif namesakes:
+                    identity = f"{identity}#{len({s.function for s in namesakes}) + 1}"
             instance = None
             if owner is not None:
                 instance = self._instances.setdefault(owner, _Instance(owner))
-            spec = ConsumerSpec(pattern, function, owner, instance)
-            previous = self.by_identity.get(spec.identity)
-            if previous is not None and previous.function is not function:
-                # The same module:qualname defined again (a module reloaded):
-                # the new definition replaces the old one.
-                logger.debug("consumer %s redefined; the new definition replaces it", spec.identity)
-                self._remove(spec.identity)
-            for existing in self._exact.get(pattern, ()):
-                if existing.function is function:
-                    return existing
-            for _, existing in self._patterns:
-                if existing.function is function and existing.pattern == pattern:
-                    return existing
+            spec = ConsumerSpec(pattern, function, owner, instance, identity)
             if "*" in pattern:
                 self._patterns.append((_compile(pattern), spec))
             else:
@@ -157,15 +179,18 @@ class Consumers:
             self._cache = {}
         return spec
 
-    def _remove(self, identity: str) -> None:
+    def _all(self) -> list[ConsumerSpec]:
+        return [s for specs in self._exact.values() for s in specs] + [s for _, s in self._patterns]
+
+    def _remove(self, functions: set[Callable[..., Any]]) -> None:
         for name, specs in list(self._exact.items()):
-            kept = [s for s in specs if s.identity != identity]
+            kept = [s for s in specs if s.function not in functions]
             if kept:
                 self._exact[name] = kept
             else:
                 del self._exact[name]
-        self._patterns = [(r, s) for r, s in self._patterns if s.identity != identity]
-        self.by_identity.pop(identity, None)
+        self._patterns = [(r, s) for r, s in self._patterns if s.function not in functions]
+        self.by_identity = {i: s for i, s in self.by_identity.items() if s.function not in functions}
 
     def for_name(self, name: str) -> tuple[ConsumerSpec, ...]:
         """The consumers of the event ``name``: exact ones first, then patterns."""
@@ -181,11 +206,9 @@ class Consumers:
         return found
 
     def all(self) -> list[ConsumerSpec]:
-        """Every registered consumer, in registration order of their patterns."""
+        """Every registered consumer: exact names first, then patterns."""
         with self._lock:
-            return [s for specs in self._exact.values() for s in specs] + [
-                s for _, s in self._patterns
-            ]
+            return self._all()
 
     def clear(self) -> None:
         """Forget every consumer."""

@@ -17,7 +17,15 @@ from typing import Any
 from ._config import Settings
 from ._consumers import Consumers, ConsumerSpec
 from ._contracts import Storage
-from ._envelope import Event, MalformedMessage, _decode_json, _encode_json, decode, encode_event
+from ._envelope import (
+    Event,
+    MalformedMessage,
+    _decode_json,
+    _encode_json,
+    decode,
+    encode_event,
+    payload_error,
+)
 from ._plugins import Plugins
 from ._urls import mask_url
 
@@ -183,10 +191,7 @@ class Dispatch:
             # same payload inline as it will with memory or Redis.
             payload = _decode_json(_encode_json(payload))
         except (TypeError, ValueError) as error:
-            raise TypeError(
-                f"the payload of event {name!r} cannot be carried as JSON: {error}. "
-                "Pass dicts, lists, strings, numbers, booleans and None only."
-            ) from None
+            raise payload_error(name, error) from None
         event = Event(event_id, name, payload, time.time())
         first: Exception | None = None
         for spec in self.consumers.for_name(name):

@@ -124,10 +124,18 @@ def encode(
     try:
         return _encode_json(envelope).encode()
     except (TypeError, ValueError) as error:
-        raise TypeError(
-            f"the payload of event {name!r} cannot be carried as JSON: {error}. "
-            "Pass dicts, lists, strings, numbers, booleans and None only."
-        ) from None
+        raise payload_error(name, error) from None
+
+
+def payload_error(name: str, error: Exception) -> TypeError:
+    """The error for a payload of event ``name`` that JSON cannot carry."""
+    reason = str(error)
+    if isinstance(error, ValueError) and "Out of range float" in reason:
+        reason = "a float nan, inf or -inf is not JSON"
+    return TypeError(
+        f"the payload of event {name!r} cannot be carried as JSON: {reason}. "
+        "Pass dicts, lists, strings, numbers, booleans and None only."
+    )
 
 
 def encode_event(event: Event, *, attempt: int, consumer: str | None) -> bytes:

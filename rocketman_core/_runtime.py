@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ._config import Settings
-from ._consumers import Consumers, is_method_definition
+from ._consumers import Consumers, check_pattern, is_method_definition
 from ._contracts import Executor, Relay, Storage
 from ._dead_letters import DeadLetterRecord, matches, to_record
 from ._dispatch import Dispatch
@@ -154,8 +154,7 @@ class Rocketman(Dispatch):
             if is_method_definition(function):
                 marks = function.__dict__.setdefault("__rocketman_events__", [])
                 marks.append(pattern)
-                # Checked now, so that a bad pattern fails at the decorator.
-                Consumers().add(pattern, function)
+                check_pattern(pattern)  # a bad pattern fails at the decorator
             else:
                 self.consumers.add(pattern, function)
             return function

@@ -1,10 +1,63 @@
 """Test support for rocketman and for authors of its plugins.
 
 * :class:`RedisServer`: a real ``redis-server`` on a free port, for tests.
+* The conformance kits, written once and run by every backend, ours and third
+  parties', by subclassing one class in a test module and providing a fixture:
+  :class:`StorageContract` (fixture ``storage``), :class:`ExecutorContract`
+  (fixture ``executor``) and :class:`RelayContract` (fixtures ``relay`` and
+  ``publish``). Their names do not start with ``Test``, so pytest collects
+  only the subclasses::
+
+      from rocketman_core.testing import StorageContract
+
+      class TestMyStorage(StorageContract):
+          @pytest.fixture
+          def storage(self):
+              storage = MyStorage()
+              yield storage
+              storage.close()
+
+The kits need pytest; they are imported only when asked for, so that
+:class:`RedisServer` works without it.
 """
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from ._redis_server import RedisServer, RedisServerMissing, free_port
 
-__all__ = ["RedisServer", "RedisServerMissing", "free_port"]
+if TYPE_CHECKING:
+    from ._executor_contract import ExecutorContract
+    from ._relay_contract import RelayContract
+    from ._storage_contract import StorageContract
+
+__all__ = [
+    "ExecutorContract",
+    "RedisServer",
+    "RedisServerMissing",
+    "RelayContract",
+    "StorageContract",
+    "free_port",
+]
+
+_KITS = {
+    "StorageContract": "_storage_contract",
+    "ExecutorContract": "_executor_contract",
+    "RelayContract": "_relay_contract",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module_name = _KITS.get(name)
+    if module_name is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    import pytest
+
+    qualified = f"{__name__}.{module_name}"
+    # The kits' asserts are their failure messages: have pytest rewrite them
+    # (an editable install hides the package from pytest's own plugin scan).
+    pytest.register_assert_rewrite(qualified, f"{__name__}._deadlines")
+    return getattr(importlib.import_module(qualified), name)

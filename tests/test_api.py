@@ -1,0 +1,257 @@
+"""The public API as a user writes it: emit, consumers, patterns, configuration."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+import rocketman_core as rocketman
+from rocketman_core import ConfigurationError, Event, Rocketman, UnknownBackendError
+
+
+@pytest.fixture
+def app() -> Iterator[Rocketman]:
+    runtime = Rocketman()
+    runtime.configure(storage="memory", executor="threads", worker_count=3, latency=0.5,
+                      retry_backoff=0.01)
+    with rocketman.using(runtime):
+        yield runtime
+    runtime.shutdown(timeout=5)
+
+
+class Seen:
+    """Calls recorded from worker threads, waited for with a deadline."""
+
+    def __init__(self) -> None:
+        self.items: list[Any] = []
+        self.changed = threading.Condition()
+
+    def add(self, item: Any) -> None:
+        with self.changed:
+            self.items.append(item)
+            self.changed.notify_all()
+
+    def wait_for(self, count: int, timeout: float = 10.0) -> list[Any]:
+        with self.changed:
+            assert self.changed.wait_for(lambda: len(self.items) >= count, timeout), self.items
+            return list(self.items)
+
+
+def test_module_level_emit_reaches_a_decorated_function(app: Rocketman) -> None:
+    seen = Seen()
+
+    @rocketman.on_event("hello")
+    def greet(payload: Any) -> None:
+        seen.add(payload)
+
+    event_id = rocketman.emit("hello", payload={"one": 1, "two": 2})
+    assert seen.wait_for(1) == [{"one": 1, "two": 2}]
+    assert isinstance(event_id, str) and event_id
+
+
+def test_producer_mixin_and_consumer_class(app: Rocketman) -> None:
+    seen = Seen()
+
+    class Greeter(rocketman.Consumer):
+        def __init__(self) -> None:
+            self.greeted = 0
+
+        @rocketman.on_event("hello")
+        def greet(self, payload: Any) -> None:
+            self.greeted += 1
+            seen.add(("greet", payload, self.greeted))
+
+        @rocketman.on_event("bye")
+        def bye(self, payload: Any) -> None:
+            seen.add(("bye", payload, self.greeted))
+
+    class Shop(rocketman.Producer):
+        def checkout(self) -> str:
+            return self.emit("hello", payload="world")
+
+    Shop().checkout()
+    seen.wait_for(1)
+    rocketman.emit("bye")
+    # One instance per class receives every event: the state is shared.
+    assert seen.wait_for(2) == [("greet", "world", 1), ("bye", None, 1)]
+
+
+def test_patterns_match_many_names(app: Rocketman) -> None:
+    seen = Seen()
+    app.on_event("user.*")(lambda payload: seen.add(("user.*", payload)))
+    app.on_event("*")(lambda payload: seen.add(("*", payload)))
+    app.emit("user.signed_up", 1)
+    app.emit("order.paid", 2)
+    assert app.drain(timeout=10)
+    assert sorted(seen.items) == [("*", 1), ("*", 2), ("user.*", 1)]
+
+
+def test_a_consumer_may_ask_for_the_event(app: Rocketman) -> None:
+    seen = Seen()
+
+    @app.on_event("signup")
+    def with_event(payload: Any, event: Event) -> None:
+        seen.add(event)
+
+    event_id = app.emit("signup", {"id": 7})
+    (event,) = seen.wait_for(1)
+    assert (event.id, event.name, event.payload, event.attempt) == (event_id, "signup", {"id": 7}, 0)
+    assert event.emitted_at > 0
+
+
+def test_payload_reaches_consumers_as_json_gives_it_back(app: Rocketman) -> None:
+    seen = Seen()
+    app.on_event("shape")(seen.add)
+    app.emit("shape", {"tuple": (1, 2), 3: "int key"})
+    assert seen.wait_for(1) == [{"tuple": [1, 2], "3": "int key"}]
+
+
+@pytest.mark.parametrize("executor", ["threads", "inline"])
+@pytest.mark.parametrize(
+    ("payload", "offender"),
+    [({"when": {1, 2}}, "set"), ([object()], "object"), ({"nan": float("nan")}, "nan"), (b"raw", "bytes")],
+)
+def test_a_payload_json_cannot_carry_is_a_type_error_at_emit(
+    executor: str, payload: Any, offender: str
+) -> None:
+    runtime = Rocketman()
+    runtime.configure(storage="memory", executor=executor, worker_count=1)
+    with pytest.raises(TypeError, match=offender):
+        runtime.emit("bad", payload)
+    assert runtime.stats()["queued"] == 0
+    runtime.shutdown(timeout=1)
+
+
+@pytest.mark.parametrize("name", ["", None, 42, ["x"], "has space", "star*", "x" * 256])
+def test_an_invalid_event_name_is_a_value_error(app: Rocketman, name: Any) -> None:
+    with pytest.raises(ValueError, match="event name"):
+        app.emit(name)
+
+
+def test_configure_rejects_bad_values_clearly() -> None:
+    runtime = Rocketman()
+    with pytest.raises(ConfigurationError, match="worker_count must be at least 0"):
+        runtime.configure(worker_count=-1)
+    with pytest.raises(ConfigurationError, match="latency must be greater than 0"):
+        runtime.configure(latency=0)
+    with pytest.raises(TypeError, match="worker_cont"):
+        runtime.configure(worker_cont=3)  # type: ignore[call-arg]
+    with pytest.raises(ConfigurationError, match="is not a storage"):
+        runtime.configure(storage=object())
+
+
+def test_unknown_storage_lists_what_is_installed_and_suggests() -> None:
+    with pytest.raises(UnknownBackendError) as raised:
+        Rocketman().configure(storage="memroy")
+    message = str(raised.value)
+    assert "memory (from rocketman-memory" in message
+    assert "Did you mean 'memory'?" in message
+
+
+def test_settings_come_from_the_environment_and_arguments_win(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROCKETMAN_WORKER_COUNT", "7")
+    monkeypatch.setenv("ROCKETMAN_LATENCY", "0.25")
+    monkeypatch.setenv("ROCKETMAN_DEBUG", "yes")
+    monkeypatch.setenv("ROCKETMAN_RELAYS", "")
+    monkeypatch.setenv("ROCKETMAN_MAX_RETRIES", "9")
+    runtime = Rocketman()
+    settings = runtime.configure(max_retries=1)
+    assert (settings.worker_count, settings.latency, settings.debug, settings.max_retries) == (7, 0.25, True, 1)
+    monkeypatch.setenv("ROCKETMAN_WORKER_COUNT", "many")
+    with pytest.raises(ConfigurationError, match="ROCKETMAN_WORKER_COUNT='many': expected an integer"):
+        runtime.configure()
+    logging.getLogger("rocketman").setLevel(logging.NOTSET)
+
+
+def test_storage_url_query_becomes_options() -> None:
+    runtime = Rocketman()
+    runtime.configure(storage="memory://?maxsize=2&full_timeout=0.1", worker_count=0)
+    runtime.emit("a")
+    runtime.emit("b")
+    with pytest.raises(Exception, match="stayed full"):
+        runtime.emit("c")
+    runtime.shutdown(timeout=0)
+
+
+def test_a_storage_rejecting_an_option_names_it() -> None:
+    runtime = Rocketman()
+    runtime.configure(storage="memory://?colour=blue", worker_count=0)
+    with pytest.raises(ConfigurationError, match="colour"):
+        runtime.emit("a")
+
+
+def test_producer_only_process_emits_without_starting_workers() -> None:
+    runtime = Rocketman()
+    runtime.configure(worker_count=0)
+    before = {t.name for t in threading.enumerate()}
+    runtime.emit("queued.only")
+    assert runtime.stats()["queued"] == 1
+    assert {t.name for t in threading.enumerate()} == before
+    assert runtime.drain(timeout=0.2) is False
+    runtime.shutdown(timeout=0)
+
+
+def test_workers_start_lazily_on_the_first_emit() -> None:
+    runtime = Rocketman()
+    runtime.configure(worker_count=2, latency=0.2)
+    assert not [t for t in threading.enumerate() if t.name.startswith("rocketman-worker")]
+    runtime.emit("wake")
+    assert len([t for t in threading.enumerate() if t.name.startswith("rocketman-worker")]) == 2
+    runtime.shutdown(timeout=5)
+    assert not [t for t in threading.enumerate() if t.name.startswith("rocketman-worker")]
+
+
+def test_shutdown_counts_what_it_leaves_in_memory(caplog: pytest.LogCaptureFixture) -> None:
+    runtime = Rocketman()
+    runtime.configure(worker_count=0)
+    for number in range(3):
+        runtime.emit("never.handled", number)
+    with caplog.at_level(logging.WARNING, logger="rocketman"):
+        assert runtime.shutdown(timeout=0.1) is False
+    (record,) = [r for r in caplog.records if "not handled" in r.getMessage()]
+    assert record.levelno == logging.WARNING
+    assert "3 events not handled" in record.getMessage()
+
+
+def test_debug_logs_each_emit_and_dispatch(caplog: pytest.LogCaptureFixture) -> None:
+    runtime = Rocketman()
+    runtime.configure(executor="inline", debug=True)
+    runtime.on_event("traced")(lambda payload: None)
+    with caplog.at_level(logging.DEBUG, logger="rocketman"):
+        event_id = runtime.emit("traced")
+    messages = [r.getMessage() for r in caplog.records]
+    assert any(f"emitted traced (id {event_id})" in m for m in messages)
+    logging.getLogger("rocketman").setLevel(logging.NOTSET)
+
+
+def test_inline_runs_consumers_before_emit_returns_and_raises_their_error() -> None:
+    runtime = Rocketman()
+    runtime.configure(executor="inline")
+    calls: list[str] = []
+
+    @runtime.on_event("boom")
+    def first(payload: Any) -> None:
+        calls.append("first")
+        raise RuntimeError("consumer failed")
+
+    @runtime.on_event("boom")
+    def second(payload: Any) -> None:
+        calls.append("second")
+
+    with pytest.raises(RuntimeError, match="consumer failed"):
+        runtime.emit("boom")
+    assert calls == ["first", "second"]
+
+
+def test_emit_many_validates_everything_before_storing_anything(app: Rocketman) -> None:
+    seen = Seen()
+    app.on_event("batch")(seen.add)
+    with pytest.raises(TypeError):
+        app.emit_many([("batch", 1), ("batch", {2})])
+    ids = app.emit_many([("batch", 1), ("batch", 2)])
+    assert len(set(ids)) == 2
+    assert sorted(seen.wait_for(2)) == [1, 2]
