@@ -2,9 +2,10 @@
 
 * ``rocketman_app``: a fresh, isolated runtime for one test, with its own
   consumers and memory storage, the ``inline`` executor (so ``emit`` returns
-  after the consumers ran), and a record of what was emitted. While the test
-  runs it is the current runtime: ``rocketman.emit`` and ``@rocketman.on_event``
-  use it.
+  after the consumers ran), and a record of what was emitted. It starts with
+  the consumers your modules registered at import (your application's); the
+  ones a test registers stay in that test. While the test runs it is the
+  current runtime: ``rocketman.emit`` and ``@rocketman.on_event`` use it.
 * ``rocketman_redis_server``: a real ``redis-server`` for the test session,
   on a free port (``.url``).
 """
@@ -52,6 +53,8 @@ def rocketman_app() -> Iterator[RecordingRocketman]:
     """A fresh, isolated rocketman runtime for one test (memory + inline)."""
     app = RecordingRocketman()
     app.configure(storage="memory", executor="inline")
+    for spec in rocketman_core.current().consumers.all():
+        app.consumers.add(spec.pattern, spec.function, spec.owner)
     with rocketman_core.using(app):
         yield app
     app.shutdown(timeout=5)
