@@ -22,7 +22,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import pluggy
 
@@ -256,7 +256,12 @@ class Plugins:
             parts = urlsplit(spec)
             name = parts.scheme
             options = {**dict(parse_qsl(parts.query, keep_blank_values=True)), **options}
-            options["url"] = urlunsplit(parts._replace(query=""))
+            # The URL as written, less its query. Not urlunsplit: for a scheme
+            # it does not know it drops an empty host's "//" (x:///path -> x:/path).
+            url = spec.split("?", 1)[0]
+            if parts.fragment and "#" not in url:
+                url += "#" + parts.fragment
+            options["url"] = url
         backend = self.backend(kind, name.lower())
         try:
             return backend.factory(**options)
