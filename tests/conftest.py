@@ -27,7 +27,9 @@ class InstalledTestPlugins:
     def env(self, *names: str, **variables: str) -> dict[str, str]:
         """``os.environ`` without ``ROCKETMAN_*``, seeing the plugins ``names``, plus ``variables``."""
         env = {key: value for key, value in os.environ.items() if not key.startswith("ROCKETMAN_")}
-        env["PYTHONPATH"] = os.pathsep.join(str(self.sites[name]) for name in names)
+        env.pop("PYTHONPATH", None)
+        if names:
+            env["PYTHONPATH"] = os.pathsep.join(str(self.sites[name]) for name in names)
         env.update(variables)
         return env
 
