@@ -1,0 +1,169 @@
+"""The relay inside a rocketman runtime: selected by configuration, end to end."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis
+
+import rocketman_core as rocketman
+from rocketman_core import Rocketman
+from rocketman_core.testing import RedisServer
+
+REDIS_CLI = "/usr/bin/redis-cli"
+
+
+@pytest.fixture
+def threaded_app() -> Iterator[Rocketman]:
+    """A real runtime: memory storage, two worker threads; shut down at teardown."""
+    app = Rocketman()
+    yield app
+    app.shutdown(timeout=5)
+
+
+def subscribers(client: redis.Redis) -> int:
+    """How many pattern subscriptions Redis counts now (the relay's, once it listens)."""
+    return int(client.pubsub_numpat())
+
+
+def test_ten_thousand_published_messages_all_reach_the_consumer(
+    threaded_app: Rocketman, rocketman_redis_server: RedisServer, redis_publisher: redis.Redis,
+    wait_for: Any, relay_threads: Any,
+) -> None:
+    seen: set[int] = set()
+    lock = threading.Lock()
+
+    @threaded_app.on_event("bulk.*")
+    def count(payload: dict[str, int]) -> None:
+        with lock:
+            seen.add(payload["n"])
+
+    threaded_app.configure(
+        storage="memory", executor="threads", worker_count=2, latency=0.1,
+        relays=[f"{rocketman_redis_server.url}?pattern=bulk.*&latency=0.1"],
+    )
+    threaded_app.start()
+    wait_for(lambda: subscribers(redis_publisher) == 1, "the relay to subscribe")
+
+    total = 10_000
+    began = time.monotonic()
+    for start in range(0, total, 1000):
+        pipe = redis_publisher.pipeline(transaction=False)
+        for n in range(start, start + 1000):
+            pipe.publish(f"bulk.{n % 7}", f'{{"n": {n}}}')
+        assert all(receivers == 1 for receivers in pipe.execute())
+    wait_for(lambda: len(seen) == total, f"{total} events at the consumer", timeout=60)
+    elapsed = time.monotonic() - began
+    assert threaded_app.drain(timeout=10)
+    assert seen == set(range(total))
+    print(f"\n{total} messages from PUBLISH to consumer in {elapsed:.2f}s "
+          f"({total / elapsed:,.0f}/s)")
+    assert threaded_app.shutdown(timeout=5)
+    wait_for(lambda: not relay_threads(), "the relay to stop with the runtime", 5)
+
+
+def test_the_original_readme_example_redis_cli_publish_hello_payload(
+    rocketman_redis_server: RedisServer, redis_publisher: redis.Redis, wait_for: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ROCKETMAN_REDIS_URL", rocketman_redis_server.url)
+    app = Rocketman()
+    received: list[Any] = []
+    with rocketman.using(app):
+
+        @rocketman.on_event("hello")
+        def hello(payload: Any) -> None:
+            received.append(payload)
+
+        rocketman.configure(relays=["redis"], worker_count=1, latency=0.1)
+        rocketman.start()
+        try:
+            wait_for(lambda: subscribers(redis_publisher) == 1, "the relay to subscribe")
+            result = subprocess.run(
+                [REDIS_CLI, "-p", str(rocketman_redis_server.port), "PUBLISH", "hello", "payload"],
+                capture_output=True, text=True, timeout=10, check=True,
+            )
+            assert result.stdout.strip() in ("1", "(integer) 1")
+            wait_for(lambda: received == ["payload"], "the consumer of 'hello' to get 'payload'")
+        finally:
+            rocketman.shutdown(timeout=5)
+
+
+def test_relays_from_the_environment_and_a_url_with_channels_and_prefix(
+    rocketman_redis_server: RedisServer, redis_publisher: redis.Redis, wait_for: Any,
+    monkeypatch: pytest.MonkeyPatch, relay_threads: Any,
+) -> None:
+    port = rocketman_redis_server.port
+    monkeypatch.setenv("ROCKETMAN_RELAYS", f"redis://127.0.0.1:{port}/0?channels=svc.ping&prefix=svc.")
+    app = Rocketman()
+    received: list[tuple[str, Any]] = []
+    app.on_event("*")(lambda payload, event: received.append((event.name, payload)))
+    app.configure(executor="inline")
+    app.start()
+    try:
+        wait_for(lambda: redis_publisher.pubsub_numsub("svc.ping")[0][1] == 1, "the relay to subscribe")
+        redis_publisher.publish("svc.ping", '{"from": "billing"}')
+        wait_for(lambda: received == [("ping", {"from": "billing"})], "the prefixed event")
+    finally:
+        app.shutdown(timeout=5)
+    wait_for(lambda: not relay_threads(), "shutdown to stop the relay", 5)
+
+
+def test_a_bad_relay_option_in_a_url_is_a_configuration_error(
+    rocketman_redis_server: RedisServer,
+) -> None:
+    app = Rocketman()
+    app.configure(executor="inline", relays=[f"{rocketman_redis_server.url}?max_bytes=huge"])
+    with pytest.raises(rocketman.ConfigurationError, match="max_bytes"):
+        app.start()
+    app.shutdown(timeout=1)
+
+
+def test_one_rocketman_worker_with_the_relay_is_the_whole_deployment(
+    rocketman_redis_server: RedisServer, redis_publisher: redis.Redis, wait_for: Any,
+    tmp_path: Path,
+) -> None:
+    # The recommended deployment: one `rocketman worker --relay redis` process.
+    (tmp_path / "relayed_consumers.py").write_text(textwrap.dedent("""
+        import os
+        import rocketman_core as rocketman
+
+        @rocketman.on_event("hello")
+        def hello(payload):
+            with open(os.environ["RELAY_TEST_OUT"], "a") as out:
+                out.write(repr(payload) + "\\n")
+    """))
+    out = tmp_path / "received.txt"
+    env = {**os.environ, "ROCKETMAN_REDIS_URL": rocketman_redis_server.url,
+           "RELAY_TEST_OUT": str(out), "ROCKETMAN_LATENCY": "0.1"}
+    worker = subprocess.Popen(
+        [str(Path(sys.executable).with_name("rocketman")), "worker", "--relay", "redis",
+         "--workers", "1", "relayed_consumers"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        wait_for(lambda: subscribers(redis_publisher) == 1 or worker.poll() is not None,
+                 "the worker's relay to subscribe", timeout=30)
+        assert worker.poll() is None, "the worker exited early"
+        subprocess.run([REDIS_CLI, "-p", str(rocketman_redis_server.port), "PUBLISH", "hello",
+                        "payload"], check=True, capture_output=True, timeout=10)
+        wait_for(lambda: out.exists() and out.read_text() == "'payload'\n",
+                 "the worker's consumer to get the event")
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=15)
+        assert worker.returncode == 0, output
+        assert "redis relay on" in output and "stopped" in output
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
