@@ -50,14 +50,12 @@ class Dispatch:
     _hook_handled: bool
     _hook_failed: bool
     _hook_dead: bool
+    _debug: bool
 
     @property
     def settings(self) -> Settings:
         raise NotImplementedError  # provided by Rocketman
 
-    @property
-    def _debug(self) -> bool:
-        raise NotImplementedError  # provided by Rocketman
 
     def _work(self, storage: Storage, stopping: threading.Event) -> None:
         """One worker: reserve a batch, dispatch each event, acknowledge the batch."""

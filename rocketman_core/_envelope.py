@@ -20,24 +20,61 @@ import json
 import os
 import re
 import time
-from dataclasses import dataclass
-from typing import Any
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
+from typing import Any, NamedTuple
 
-__all__ = ["Event", "MalformedMessage", "decode", "encode", "new_id", "validate_name"]
+__all__ = [
+    "Event",
+    "MalformedMessage",
+    "decode",
+    "encode",
+    "encode_basestring_ascii",
+    "new_id",
+    "validate_name",
+]
 
 _NAME = re.compile(r"[^\s*]{1,255}\Z")
-_valid_names: set[str] = set()
-
-# One C encoder for every emit: json.dumps(..., allow_nan=False) would build
-# a new JSONEncoder on each call.
-_encoder = json.JSONEncoder(allow_nan=False, separators=(",", ":"))
-_encode_json = _encoder.encode
-_decode_json = json.loads
+# Valid names seen so far, each with its JSON form: checking and quoting a
+# name is one dict lookup on the emit path.
+_valid_names: dict[str, str] = {}
 
 
-@dataclass(frozen=True, slots=True)
-class Event:
-    """An event as a consumer sees it.
+def _fail_default(value: Any) -> Any:
+    raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+
+# The C encoder and scanner of the json module, called directly. json.dumps
+# builds a JSONEncoder and json.loads detects the bytes' encoding on every
+# call: together three times the cost of the encoding and parsing themselves.
+if c_make_encoder is not None:
+    _c_encoder = c_make_encoder(
+        None, _fail_default, encode_basestring_ascii, None, ":", ",", False, False, False
+    )
+
+    def _encode_json(value: Any) -> str:
+        return "".join(_c_encoder(value, 0))
+else:  # pragma: no cover - Pythons without the _json accelerator
+    _encode_json = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode  # type: ignore[assignment]
+
+_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+
+
+def _decode_json(message: bytes | str) -> Any:
+    """Parse JSON from UTF-8 bytes (or text); raise ValueError when it is not JSON."""
+    text = message.decode() if isinstance(message, bytes) else message
+    try:
+        value, end = _scan(text, 0)
+    except StopIteration:
+        end = -1
+    if end != len(text):
+        # Leading or trailing whitespace, or not JSON: the full parser
+        # accepts the first and explains the second.
+        return json.loads(text)
+    return value
+
+
+class Event(NamedTuple):
+    """An event as a consumer sees it (read-only).
 
     :param id: unique per event; the same on every delivery of it, so a
         consumer can de-duplicate (delivery is at least once).
@@ -98,7 +135,7 @@ def validate_name(name: Any) -> str:
             "without whitespace or '*'"
         )
     if len(_valid_names) < 10_000:
-        _valid_names.add(name)
+        _valid_names[name] = encode_basestring_ascii(name)
     return name
 
 
@@ -111,20 +148,27 @@ def encode(
     attempt: int = 0,
     consumer: str | None = None,
 ) -> bytes:
-    """Encode an envelope; raise ``TypeError`` when JSON cannot carry the payload."""
-    envelope: dict[str, Any] = {
-        "id": id or new_id(),
-        "name": name,
-        "payload": payload,
-        "emitted_at": time.time() if emitted_at is None else emitted_at,
-        "attempt": attempt,
-    }
-    if consumer is not None:
-        envelope["consumer"] = consumer
+    """Encode an envelope; raise ``TypeError`` when JSON cannot carry the payload.
+
+    ``name`` must be valid (see :func:`validate_name`).
+    """
     try:
-        return _encode_json(envelope).encode()
-    except (TypeError, ValueError) as error:
+        body = _encode_json(payload)
+    except (TypeError, ValueError, RecursionError) as error:
         raise payload_error(name, error) from None
+    quoted = _valid_names.get(name) or encode_basestring_ascii(name)
+    # Written out rather than encoded from a dict: the fields are known
+    # strings and numbers, and only the payload needs the encoder.
+    quoted_id = encode_basestring_ascii(id) if id else '"' + new_id() + '"'
+    head = (
+        f'{{"id":{quoted_id},'
+        f'"name":{quoted},'
+        f'"emitted_at":{time.time() if emitted_at is None else float(emitted_at)!r},'
+        f'"attempt":{int(attempt)}'
+    )
+    if consumer is not None:
+        head += f',"consumer":{encode_basestring_ascii(consumer)}'
+    return f'{head},"payload":{body}}}'.encode()
 
 
 def payload_error(name: str, error: Exception) -> TypeError:
@@ -132,6 +176,8 @@ def payload_error(name: str, error: Exception) -> TypeError:
     reason = str(error)
     if isinstance(error, ValueError) and "Out of range float" in reason:
         reason = "a float nan, inf or -inf is not JSON"
+    elif isinstance(error, RecursionError):
+        reason = "it refers to itself, or is nested too deeply"
     return TypeError(
         f"the payload of event {name!r} cannot be carried as JSON: {reason}. "
         "Pass dicts, lists, strings, numbers, booleans and None only."
@@ -150,36 +196,51 @@ def encode_event(event: Event, *, attempt: int, consumer: str | None) -> bytes:
     )
 
 
+_new_event = tuple.__new__  # Event(...) through NamedTuple's __new__ costs three times more
+
+
 def decode(message: bytes) -> Event:
     """Decode an envelope; raise :class:`MalformedMessage` saying what is wrong."""
     try:
         data = _decode_json(message)
-    except (ValueError, UnicodeDecodeError) as error:
+    except (ValueError, UnicodeDecodeError, RecursionError) as error:
         raise MalformedMessage(f"not JSON: {error}") from None
     if type(data) is not dict:
         raise MalformedMessage(f"not a JSON object but {type(data).__name__}")
-    try:
-        event = Event(
-            data["id"],
-            data["name"],
-            data.get("payload"),
-            data.get("emitted_at") or time.time(),
-            data.get("attempt", 0),
-            data.get("consumer"),
-        )
-    except KeyError as missing:
-        raise MalformedMessage(f"the field {missing} is missing") from None
-    if type(event.id) is not str or not event.id:
+    get = data.get
+    event_id, name, attempt = get("id"), get("name"), get("attempt", 0)
+    emitted_at, consumer = get("emitted_at"), get("consumer")
+    if (
+        type(event_id) is not str
+        or type(name) is not str
+        or name not in _valid_names
+        or type(attempt) is not int
+        or type(emitted_at) is not float
+        or (consumer is not None and type(consumer) is not str)
+    ):
+        # The fast test above failed: find out what is wrong, or accept what
+        # a foreign producer may leave out (emitted_at, attempt).
+        emitted_at = _check(data, event_id, name, attempt, emitted_at, consumer)
+    return _new_event(Event, (event_id, name, get("payload"), emitted_at, attempt, consumer))
+
+
+def _check(data: dict[str, Any], event_id: Any, name: Any, attempt: Any,
+           emitted_at: Any, consumer: Any) -> float:
+    for field in ("id", "name"):
+        if field not in data:
+            raise MalformedMessage(f"the field {field!r} is missing")
+    if type(event_id) is not str or not event_id:
         raise MalformedMessage("the field 'id' must be a non-empty string")
-    if type(event.name) is not str or event.name not in _valid_names:
-        try:
-            validate_name(event.name)
-        except ValueError as error:
-            raise MalformedMessage(str(error)) from None
-    if type(event.attempt) is not int or event.attempt < 0:
+    try:
+        validate_name(name)
+    except ValueError as error:
+        raise MalformedMessage(str(error)) from None
+    if type(attempt) is not int or attempt < 0:
         raise MalformedMessage("the field 'attempt' must be a non-negative integer")
-    if type(event.emitted_at) not in (int, float):
-        raise MalformedMessage("the field 'emitted_at' must be a number")
-    if event.consumer is not None and type(event.consumer) is not str:
+    if consumer is not None and type(consumer) is not str:
         raise MalformedMessage("the field 'consumer' must be a string")
-    return event
+    if emitted_at is None:
+        return time.time()
+    if type(emitted_at) not in (int, float):
+        raise MalformedMessage("the field 'emitted_at' must be a number")
+    return float(emitted_at)

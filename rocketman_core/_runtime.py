@@ -16,7 +16,17 @@ from ._consumers import Consumers, check_pattern, is_method_definition
 from ._contracts import Executor, Relay, Storage
 from ._dead_letters import DeadLetterRecord, matches, to_record
 from ._dispatch import Dispatch
-from ._envelope import Event, _valid_names, encode, encode_event, new_id, validate_name
+from ._envelope import (
+    Event,
+    _encode_json,
+    _valid_names,
+    encode,
+    encode_basestring_ascii,
+    encode_event,
+    new_id,
+    payload_error,
+    validate_name,
+)
 from ._errors import ConfigurationError
 from ._plugins import Plugins
 from ._urls import mask_url
@@ -42,7 +52,7 @@ class Rocketman(Dispatch):
         self.plugins = plugins if plugins is not None else Plugins()
         self.consumers = Consumers()
         self._settings: Settings | None = None
-        self._overrides: dict[str, Any] = {}
+        self._debug = False
         self._new_locks()
         self._reset_state()
         self._atexit_registered = False
@@ -120,7 +130,7 @@ class Rocketman(Dispatch):
                 logger.info("rocketman reconfigured: shutting down the running runtime first")
                 self.shutdown()
             self._settings = settings
-            self._overrides = given
+            self._debug = settings.debug
         _apply_debug(settings.debug)
         return settings
 
@@ -131,7 +141,8 @@ class Rocketman(Dispatch):
             with self._lock:
                 if self._settings is None:
                     self._settings = Settings.resolve({})
-                    _apply_debug(self._settings.debug)
+                    self._debug = self._settings.debug
+                    _apply_debug(self._debug)
         return self._settings
 
     def register_plugin(self, plugin: object, name: str | None = None) -> None:
@@ -174,13 +185,23 @@ class Rocketman(Dispatch):
         storage = self._storage
         if storage is None:
             storage = self._prepare()
-        if type(name) is not str or name not in _valid_names:
+        quoted = _valid_names.get(name) if type(name) is str else None
+        if quoted is None:
             validate_name(name)
+            quoted = _valid_names.get(name) or encode_basestring_ascii(name)
         event_id = new_id()
         if self._synchronous:
             self._dispatch_inline(event_id, name, payload)
         else:
-            storage.push(encode(name, payload, id=event_id))
+            # encode(), written out: this is the hot path of every producer.
+            try:
+                body = _encode_json(payload)
+            except (TypeError, ValueError, RecursionError) as error:
+                raise payload_error(name, error) from None
+            storage.push(
+                f'{{"id":"{event_id}","name":{quoted},"emitted_at":{time.time()!r},'
+                f'"attempt":0,"payload":{body}}}'.encode()
+            )
         if self._hook_emitted:
             self._call_hook("rocketman_event_emitted", event=Event(event_id, name, payload, time.time()))
         if self._debug:
@@ -212,10 +233,6 @@ class Rocketman(Dispatch):
         return ids
 
     # -- lifecycle ---------------------------------------------------------
-
-    @property
-    def _debug(self) -> bool:
-        return self._settings is not None and self._settings.debug
 
     def _prepare(self) -> Storage:
         """Build the storage and executor, and start the workers (once)."""
