@@ -13,9 +13,10 @@ from typing import Any
 
 from rocketman_core import hookimpl
 
+from ._connection import CLIENT_NAME
 from ._messages import DROP_REASONS
 from ._options import DEFAULT_MAX_BYTES, DEFAULT_URL, URL_ENV
-from ._relay import CLIENT_NAME, STATS_KEYS, THREAD_NAME, RedisRelay
+from ._relay import STATS_KEYS, THREAD_NAME, RedisRelay
 
 __all__ = [
     "CLIENT_NAME",

@@ -15,10 +15,18 @@ import threading
 import time
 import traceback
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from rocketman_core import EmitFunction, mask_url
 
+from ._connection import (
+    Unresponsive,
+    close_quietly,
+    describe,
+    is_redis_error,
+    make_client,
+    other_relays,
+)
 from ._messages import DROP_REASONS, Dropped, translate
 from ._options import DEFAULT_MAX_BYTES, RelayOptions, resolve
 
@@ -26,14 +34,12 @@ if TYPE_CHECKING:
     import redis
     import redis.client
 
-__all__ = ["CLIENT_NAME", "STATS_KEYS", "THREAD_NAME", "RedisRelay"]
+__all__ = ["STATS_KEYS", "THREAD_NAME", "RedisRelay"]
 
 logger = logging.getLogger("rocketman.relay.redis")
 
 #: The name of the relay's thread.
 THREAD_NAME = "rocketman-relay-redis"
-#: The name the relay's connections give themselves (``CLIENT LIST`` shows it).
-CLIENT_NAME = "rocketman-relay-redis"
 #: The keys of :meth:`RedisRelay.stats`.
 STATS_KEYS = (
     "received",
@@ -50,10 +56,6 @@ STATS_KEYS = (
 _PING_TEXT = "rocketman-relay-ping"
 # A flood of bad messages must not become a flood of log records.
 _LOG_PERIOD = 10.0
-
-
-class _Unresponsive(Exception):
-    """Redis did not answer in time: the connection is half dead."""
 
 
 class RedisRelay:
@@ -164,6 +166,8 @@ class RedisRelay:
             if thread is None:
                 return
             self._stopping.set()
+        if thread is threading.current_thread():
+            return  # called from a consumer run by emit on the relay's thread: it ends after
         thread.join(timeout)
         if thread.is_alive():
             logger.warning("the redis relay on %s did not stop within %ss", self._label, timeout)
@@ -221,7 +225,7 @@ class RedisRelay:
         finally:
             self._subscribed.clear()
             if client is not None and self._client_factory is None:
-                _close_quietly(client)
+                close_quietly(client)
             stats = self.stats()
             logger.info(
                 "redis relay on %s stopped: %d received, %d emitted, %d dropped",
@@ -231,25 +235,7 @@ class RedisRelay:
     def _make_client(self) -> redis.Redis:
         if self._client_factory is not None:
             return self._client_factory()
-        import redis
-        from redis.backoff import NoBackoff
-        from redis.retry import Retry
-
-        options = self.options
-        assert options.url is not None  # resolve() gives a URL when there is no factory
-        extra: dict[str, Any] = {} if options.db is None else {"db": options.db}
-        return redis.Redis.from_url(
-            options.url,
-            socket_timeout=options.socket_timeout,
-            socket_connect_timeout=options.socket_timeout,
-            socket_keepalive=True,
-            # The relay reconnects and resubscribes itself, with backoff and
-            # logs; redis-py's silent retries would hide a lost connection.
-            retry=Retry(NoBackoff(), 0),
-            health_check_interval=0,
-            client_name=CLIENT_NAME,
-            **extra,
-        )
+        return make_client(self.options)
 
     def _session(self, client: redis.Redis, emit: EmitFunction, stopping: threading.Event) -> None:
         """Subscribe, then relay until ``stopping``; raise when the connection fails."""
@@ -263,7 +249,7 @@ class RedisRelay:
                 pubsub.subscribe(*options.channels)
             self._listen(pubsub, client, emit, stopping)
         finally:
-            _close_quietly(pubsub)
+            close_quietly(pubsub)
 
     def _listen(
         self,
@@ -280,12 +266,12 @@ class RedisRelay:
             now = time.monotonic()
             if confirmed < options.subscriptions:
                 if now - started > options.socket_timeout:
-                    raise _Unresponsive(
+                    raise Unresponsive(
                         f"Redis did not confirm the subscriptions within {options.socket_timeout}s"
                     )
             elif ping_sent is not None:
                 if now - ping_sent > options.socket_timeout:
-                    raise _Unresponsive(f"no answer to PING within {options.socket_timeout}s")
+                    raise Unresponsive(f"no answer to PING within {options.socket_timeout}s")
             elif options.health_check_interval and now - last_heard >= options.health_check_interval:
                 pubsub.ping(_PING_TEXT)
                 ping_sent = now
@@ -316,7 +302,7 @@ class RedisRelay:
             # always encodable): the core decides what a valid name is.
             self._drop("bad_name", channel, str(error))
         except Exception as error:  # the storage is down, full, ...: go on
-            self._drop("emit_failed", channel, _describe(error))
+            self._drop("emit_failed", channel, describe(error))
         else:
             self._counts["emitted"] += 1
 
@@ -355,7 +341,8 @@ class RedisRelay:
         self._subscribed.clear()
         if stopping.is_set():
             return
-        if not _is_connection_error(error):
+        if not is_redis_error(error):
+            # Not Redis saying no, nor the network: a bug; show where.
             logger.error(
                 "redis relay on %s failed unexpectedly; it reconnects:\n%s",
                 self._label, mask_url("".join(traceback.format_exception(error)).rstrip()),
@@ -366,7 +353,7 @@ class RedisRelay:
             self._failures = 0
             logger.warning(
                 "redis relay lost its connection to %s (%s); reconnecting",
-                self._label, _describe(error),
+                self._label, describe(error),
             )
         else:
             self._failures += 1
@@ -376,27 +363,19 @@ class RedisRelay:
         delay = min(self.options.backoff_max, self.options.backoff * 2 ** min(self._failures, 32))
         delay *= random.uniform(0.5, 1.0)  # jitter: relays restarted together spread out
         if not was_subscribed:
+            # Loud at the first failure and every tenth, so a Redis that
+            # stays away (or an ACL that refuses) is not a silent retry loop.
             logger.log(
-                logging.WARNING if self._failures == 1 else logging.INFO,
+                logging.WARNING if self._failures == 1 or self._failures % 10 == 0 else logging.INFO,
                 "redis relay cannot connect to %s (%s); attempt %d failed, next in %.1fs",
-                self._label, _describe(error), self._failures, delay,
+                self._label, describe(error), self._failures, delay,
             )
         stopping.wait(delay)
 
     def _warn_about_other_relays(self, client: redis.Redis) -> None:
         """Warn when other rocketman relays listen on this Redis: each emits every message."""
-        try:
-            clients = client.client_list()
-        except Exception as error:  # CLIENT LIST may be forbidden by an ACL: only a courtesy
-            logger.debug("redis relay could not list clients: %s", _describe(error))
-            return
-        listening = [
-            entry for entry in clients
-            if entry.get("name") == CLIENT_NAME
-            and any(entry.get(key, "0") not in ("0", "") for key in ("psub", "sub"))
-        ]
-        others = len(listening) - 1
-        if others > 0:
+        others = other_relays(client)
+        if others:
             logger.warning(
                 "%d other rocketman redis relay(s) listen on %s: if they emit into the same "
                 "storage as this one, every message becomes that many extra events. Run one "
@@ -433,27 +412,6 @@ class _LogThrottle:
         return self._held.pop(key, 0)
 
 
-def _is_connection_error(error: Exception) -> bool:
-    import redis.exceptions
-
-    return isinstance(
-        error,
-        (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError, _Unresponsive),
-    )
-
-
-def _describe(error: BaseException) -> str:
-    text = mask_url(str(error))
-    return f"{type(error).__name__}: {text}" if text else type(error).__name__
-
-
 def _show(channel: bytes | str) -> str:
     text = channel.decode("utf-8", "replace") if isinstance(channel, bytes) else channel
     return repr(text if len(text) <= 200 else text[:200] + "...")
-
-
-def _close_quietly(resource: Any) -> None:
-    try:
-        resource.close()
-    except Exception as error:  # the connection is already gone: nothing to release
-        logger.debug("redis relay: closing %s failed: %s", type(resource).__name__, _describe(error))

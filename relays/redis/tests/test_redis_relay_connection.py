@@ -215,3 +215,29 @@ def test_importing_the_plugin_does_not_import_redis() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             timeout=60, env={**os.environ})
     assert result.returncode == 0, result.stderr
+
+
+def test_a_redis_acl_narrows_what_the_relay_may_hear(
+    rocketman_redis_server: RedisServer, redis_publisher: redis.Redis, make_redis_relay: MakeRelay,
+    collected: Any, wait_for: Any, caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The README's advice: a user whose ACL allows only the channels orders.*
+    caplog.set_level(logging.WARNING, logger="rocketman.relay.redis")
+    redis_publisher.acl_setuser("relay-orders", enabled=True, passwords=["+pw"],
+                                categories=["+@all"], channels=["orders.*"], keys=["*"])
+    try:
+        url = f"redis://relay-orders:pw@127.0.0.1:{rocketman_redis_server.port}/0"
+        refused = make_redis_relay(url=url)  # pattern "*": more than the ACL allows
+        refused.start(collected())
+        wait_for(lambda: refused.stats()["failed_attempts"] >= 2, "the refused relay to retry")
+        assert refused.running and not refused.subscribed
+        assert any("NoPermissionError" in r.getMessage() for r in caplog.records)
+
+        emitted = collected()
+        allowed = make_redis_relay(url=url, pattern="orders.*")
+        allowed.start(emitted)
+        assert allowed.wait_subscribed(10)
+        redis_publisher.publish("orders.paid", "7")
+        assert emitted.wait_count(1) == [("orders.paid", 7)]
+    finally:
+        redis_publisher.acl_deluser("relay-orders")

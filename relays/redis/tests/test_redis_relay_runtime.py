@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import redis
+from rocketman_relay_redis import RedisRelay
 
 import rocketman_core as rocketman
 from rocketman_core import Rocketman
@@ -167,3 +168,35 @@ def test_one_rocketman_worker_with_the_relay_is_the_whole_deployment(
         if worker.poll() is None:
             worker.kill()
             worker.wait()
+
+
+@pytest.mark.parametrize("scheme", ["redis", "rediss", "unix"])
+def test_the_relay_is_selected_by_name_and_url_scheme(scheme: str) -> None:
+    backend = Rocketman().plugins.backend("relay", scheme)
+    assert backend.factory is RedisRelay
+    assert backend.plugin.distribution == "rocketman-relay-redis"
+
+
+def test_a_unix_socket_url_with_its_database(tmp_path: Path, wait_for: Any) -> None:
+    socket_path = tmp_path / "redis.sock"
+    server = subprocess.Popen(
+        ["redis-server", "--port", "0", "--unixsocket", str(socket_path), "--save", "",
+         "--appendonly", "no", "--dir", str(tmp_path)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    app = Rocketman()
+    received: list[Any] = []
+    app.on_event("sock")(received.append)
+    try:
+        wait_for(socket_path.exists, "redis-server to open its socket")
+        app.configure(executor="inline", relays=[f"unix://{socket_path}?db=2&channels=sock"])
+        app.start()
+        client = redis.Redis(unix_socket_path=str(socket_path))
+        wait_for(lambda: client.pubsub_numsub("sock")[0][1] == 1, "the relay to subscribe")
+        client.publish("sock", "over a socket")
+        wait_for(lambda: received == ["over a socket"], "the event through the unix socket")
+        client.close()
+    finally:
+        app.shutdown(timeout=5)
+        server.kill()
+        server.wait()
