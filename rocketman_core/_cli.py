@@ -58,8 +58,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     debug = bool(getattr(args, "debug", False))
+    # A worker narrates its life at INFO; the one-shot commands print their
+    # result and keep stderr for warnings and the one-line error.
+    quiet = logging.INFO if args.command == "worker" else logging.WARNING
     logging.basicConfig(
-        level=logging.DEBUG if debug else logging.INFO,
+        level=logging.DEBUG if debug else quiet,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
@@ -67,19 +70,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         result: int = args.handler(args)
         return result
     except CommandError as error:
-        print(f"rocketman {args.command}: {error}", file=sys.stderr)
-        return error.code
+        code, message = error.code, str(error)
     except ConfigurationError as error:
         if debug:
             logger.exception("configuration error")
-        print(f"rocketman {args.command}: {mask_url(str(error))}", file=sys.stderr)
-        return 2
+        code, message = 2, str(error)
     except Exception as error:  # one line for the shell; the traceback with --debug
         if debug:
             logger.exception("failed")
-        message = mask_url(str(error)) or type(error).__name__
-        print(f"rocketman {args.command}: {type(error).__name__}: {message}", file=sys.stderr)
-        return 1
+        code, message = 1, f"{type(error).__name__}: {error}".rstrip(": ")
+    print(f"rocketman {args.command}: {mask_url(message)}", file=sys.stderr)
+    if not debug:
+        # That line said what failed; the runtime's shutdown at exit would
+        # only log the same failure again (an unreachable storage, say).
+        logging.disable(logging.WARNING)
+    return code
 
 
 def _parser() -> argparse.ArgumentParser:
