@@ -333,8 +333,12 @@ class NatsRelay:
         self._count("emitted")
 
     async def _on_error(self, error: Exception) -> None:
+        import asyncio
+
         kind = type(error).__name__
-        if not self._connected_once and isinstance(error, (OSError, TimeoutError)):
+        # asyncio.TimeoutError is the builtin one only from Python 3.11 on.
+        unreachable = (OSError, TimeoutError, asyncio.TimeoutError)
+        if not self._connected_once and isinstance(error, unreachable):
             self._warn("unreachable", "NATS relay cannot reach %s (%s); retrying every %.1fs",
                        self._where, mask_url(str(error) or kind), self.reconnect_wait)
             return
