@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import fnmatch
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +49,9 @@ def to_record(letter: Any) -> DeadLetterRecord:
 
 
 def matches(record: DeadLetterRecord, event: str | None, consumer: str | None) -> bool:
+    """Whether ``record`` is for an event named ``event`` and for ``consumer`` (``*`` patterns)."""
+    import fnmatch
+
     if event is not None and (record.event is None or not fnmatch.fnmatchcase(record.event.name, event)):
         return False
     return consumer is None or (

@@ -7,7 +7,6 @@ hot path: every line here runs once per event.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 import traceback
@@ -68,6 +67,8 @@ class Dispatch:
             try:
                 deliveries = storage.reserve(latency, batch_size)
             except Exception as error:
+                import random
+
                 failures += 1
                 delay = min(_STORAGE_RETRY_MAX, 0.1 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
                 logger.error(
@@ -161,6 +162,8 @@ class Dispatch:
         retry = event.attempt < settings.max_retries
         message = encode_event(event, attempt=attempt, consumer=spec.identity)
         if retry:
+            import random
+
             base = min(settings.retry_backoff_max, settings.retry_backoff * 2 ** event.attempt)
             delay = random.uniform(base / 2, base)
             logger.error(

@@ -5,28 +5,24 @@ loaded lazily and once, each in isolation: one that fails to import is
 recorded with its error and the others load. A failed plugin is an error only
 when the configuration selects what it would have provided.
 
-We read entry points with the standard library's ``importlib.metadata``
-(Python 3.10 has ``entry_points(group=...)`` and ``EntryPoint.dist``): the
-``importlib_metadata`` backport would add its own import time and nothing we
-use.
+Entry points are read by :mod:`rocketman_core._entry_points`, which reads
+the ``entry_points.txt`` files that ``importlib.metadata`` reads, without
+importing it: discovery runs in every process that emits, and that import
+alone costs more than pluggy's.
 """
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 import threading
-import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from importlib import metadata
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import pluggy
 
-from . import _hookspecs
+from . import _entry_points, _hookspecs
 from ._errors import ConfigurationError, PluginError, UnknownBackendError
 from ._urls import mask_url
 
@@ -127,13 +123,12 @@ class Plugins:
         disabled = {
             part.strip() for part in os.environ.get(DISABLE_ENV, "").split(",") if part.strip()
         }
-        for entry_point in metadata.entry_points(group=ENTRY_POINT_GROUP):
-            dist = entry_point.dist
+        for entry_point in _entry_points.entry_points(ENTRY_POINT_GROUP):
             info = PluginInfo(
                 entry_point.name,
                 entry_point.value,
-                dist.metadata["Name"] if dist else None,
-                dist.version if dist else None,
+                entry_point.distribution,
+                entry_point.version,
             )
             if entry_point.name in self.infos:
                 first = self.infos[entry_point.name]
@@ -151,7 +146,7 @@ class Plugins:
                 logger.debug("plugin %s disabled by %s", info.name, DISABLE_ENV)
                 continue
             try:
-                plugin = entry_point.load()
+                plugin = _entry_points.load(entry_point.value)
             except Exception as error:  # any failure of a third party's import
                 info.error = _describe(error)
                 self.infos[info.name] = info
@@ -238,6 +233,8 @@ class Plugins:
             f"{b.name} (from {b.plugin.origin})" for b in sorted(known.values(), key=lambda b: b.name)
         ) or "none"
         message = f"no {kind} named {name!r}. Installed {kind}s: {listing}."
+        import difflib
+
         close = difflib.get_close_matches(name, list(self.backends[kind]), n=1, cutoff=0.6)
         if close:
             message += f" Did you mean {self.backends[kind][close[0]].name!r}?"
@@ -253,6 +250,8 @@ class Plugins:
         options = dict(options or {})
         name = spec
         if "://" in spec:
+            from urllib.parse import parse_qsl, urlsplit
+
             parts = urlsplit(spec)
             name = parts.scheme
             options = {**dict(parse_qsl(parts.query, keep_blank_values=True)), **options}
@@ -273,12 +272,13 @@ class Plugins:
 
 
 def _describe(error: BaseException) -> str:
+    import traceback
+
     text = "".join(traceback.format_exception_only(type(error), error)).strip()
     return mask_url(text)
 
 
-def _core_version() -> str | None:
-    try:
-        return metadata.version("rocketman-core")
-    except metadata.PackageNotFoundError:
-        return None
+def _core_version() -> str:
+    from . import __version__
+
+    return __version__
