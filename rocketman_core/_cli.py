@@ -253,13 +253,22 @@ def _plugins(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(rows, indent=2))
         return 0
-    for row in rows:
-        origin = f"{row['distribution']} {row['version']}" if row["distribution"] else "registered in code"
-        provides = "; ".join(f"{kind} {', '.join(names)}" for kind, names in row["provides"].items())
-        status = "disabled" if row["disabled"] else ("FAILED" if row["error"] else "ok")
-        print(f"{row['name']:<16} {origin:<28} {status:<8} {provides or '-'}")
+    table = [
+        (
+            row["name"],
+            f"{row['distribution']} {row['version']}" if row["distribution"] else "(in code)",
+            "disabled" if row["disabled"] else ("FAILED" if row["error"] else "ok"),
+            "; ".join(f"{kind} {', '.join(names)}" for kind, names in row["provides"].items()) or "-",
+        )
+        for row in rows
+    ]
+    widths = [max([len(header)] + [len(line[i]) for line in table])
+              for i, header in enumerate(("PLUGIN", "DISTRIBUTION", "STATUS"))]
+    print(f"{'PLUGIN':<{widths[0]}}  {'DISTRIBUTION':<{widths[1]}}  {'STATUS':<{widths[2]}}  PROVIDES")
+    for row, (name, origin, status, provides) in zip(rows, table, strict=True):
+        print(f"{name:<{widths[0]}}  {origin:<{widths[1]}}  {status:<{widths[2]}}  {provides}")
         if row["error"]:
-            print(f"{'':<16} error: {row['error']}")
+            print(f"{'':<{widths[0]}}  error: {row['error']}")
     return 0
 
 

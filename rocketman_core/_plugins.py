@@ -230,7 +230,7 @@ class Plugins:
     def _unknown_message(self, kind: str, name: str) -> str:
         known = {b.name: b for b in self.backends[kind].values()}
         listing = ", ".join(
-            f"{b.name} (from {b.plugin.origin})" for b in sorted(known.values(), key=lambda b: b.name)
+            f"{b.name} ({'from ' if b.plugin.distribution else ''}{b.plugin.origin})" for b in sorted(known.values(), key=lambda b: b.name)
         ) or "none"
         message = f"no {kind} named {name!r}. Installed {kind}s: {listing}."
         import difflib
