@@ -18,7 +18,7 @@ import sys
 import textwrap
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 import pytest
 
@@ -27,7 +27,10 @@ from ._deadlines import wait_until
 
 __all__ = ["ExecutorContract"]
 
-Worker = Callable[[threading.Event], None]
+
+def _wait_for_stop(stopping: threading.Event) -> None:
+    """A well-behaved worker with nothing to do: it returns once asked to stop."""
+    stopping.wait()
 
 
 class ExecutorContract:
@@ -162,7 +165,7 @@ class ExecutorContract:
         if not self._runs_in_background(executor):
             assert executor.stop(timeout=1) is True
             return
-        executor.start(lambda stopping: stopping.wait(), 2)
+        executor.start(_wait_for_stop, 2)
         assert executor.stop(timeout=self.settle_timeout) is True
         assert executor.stop(timeout=self.settle_timeout) is True
         assert executor.stop() is True

@@ -83,7 +83,7 @@ class StorageContract:
     #: How much later than its timeout or due time a blocking call may return.
     timing_tolerance: float = 0.3
     #: How soon a reserve blocked in another thread must return after a push.
-    wake_within: float = 0.5
+    wake_within: float = 0.25
     #: The delay given to ``retry_later`` by the tests, in seconds.
     retry_delay: float = 0.5
     #: Time to let another thread enter its blocking ``reserve`` before acting.
