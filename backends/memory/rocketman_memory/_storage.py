@@ -22,7 +22,7 @@ class QueueFull(RuntimeError):
 
 
 class _Delivery:
-    __slots__ = ("message", "acked")
+    __slots__ = ("acked", "message")
 
     def __init__(self, message: bytes) -> None:
         self.message = message
@@ -104,6 +104,11 @@ class MemoryStorage:
 
     def _wait_for_room(self) -> None:
         deadline = time.monotonic() + self.full_timeout
+        if self._waiting:
+            # push_many notifies once at the end of its batch; a batch larger
+            # than the room left gets here first, and the workers that would
+            # make room must not sleep on messages already queued.
+            self._ready.notify(len(self._queue))
         while len(self._queue) >= self.maxsize:
             remaining = deadline - time.monotonic()
             if remaining <= 0:

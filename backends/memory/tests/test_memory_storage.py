@@ -1,0 +1,144 @@
+"""The memory storage: the storage conformance kit, and what only memory promises."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from rocketman_memory import MemoryStorage, QueueFull, register_storages
+
+from rocketman_core import Storage
+from rocketman_core.testing import StorageContract
+
+
+class TestMemoryStorage(StorageContract):
+    """Every promise of the Storage contract, on the memory storage."""
+
+    @pytest.fixture
+    def storage(self) -> Iterator[Storage]:
+        storage = MemoryStorage()
+        yield storage
+        storage.close()
+
+
+def _in_thread(call: Any) -> tuple[threading.Thread, dict[str, Any]]:
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = call()
+        except BaseException as error:
+            outcome["error"] = error
+        outcome["at"] = time.monotonic()
+
+    thread = threading.Thread(target=run, daemon=True, name="rocketman-memory-test")
+    thread.start()
+    return thread, outcome
+
+
+def test_a_full_queue_makes_push_wait_then_raise_queue_full() -> None:
+    """With maxsize, a push into a full queue waits ``full_timeout``, then says why it failed."""
+    storage = MemoryStorage(maxsize=2, full_timeout=0.3)
+    storage.push_many([b"one", b"two"])
+    began = time.monotonic()
+    with pytest.raises(QueueFull) as raised:
+        storage.push(b"three")
+    waited = time.monotonic() - began
+    assert 0.25 <= waited < 2.0, f"push waited {waited:.2f}s for room, full_timeout is 0.3s"
+    message = str(raised.value)
+    assert "full" in message and "2 queued" in message and "0.3s" in message, message
+    assert "Add workers" in message, message
+    assert storage.stats()["queued"] == 2, "the refused message was queued anyway"
+
+
+def test_push_many_into_a_full_queue_raises_queue_full() -> None:
+    """``push_many`` waits for room for each message, like ``push``."""
+    storage = MemoryStorage(maxsize=2, full_timeout=0.2)
+    with pytest.raises(QueueFull):
+        storage.push_many([b"one", b"two", b"three"])
+
+
+def test_a_waiting_push_goes_on_as_soon_as_a_worker_makes_room() -> None:
+    """A push blocked on a full queue returns as soon as a reserve takes a message."""
+    storage = MemoryStorage(maxsize=1, full_timeout=10)
+    storage.push(b"first")
+    thread, outcome = _in_thread(lambda: storage.push(b"second"))
+    time.sleep(0.1)  # let the push block on the full queue before making room
+    assert "at" not in outcome, "push did not wait for room"
+    made_room = time.monotonic()
+    [delivery] = storage.reserve(1.0)
+    thread.join(5)
+    assert "error" not in outcome, outcome
+    assert outcome["at"] - made_room < 0.5, "the waiting push did not wake up when room was made"
+    assert delivery.message == b"first"
+    assert [d.message for d in storage.reserve(1.0)] == [b"second"]
+
+
+def test_interrupt_wakes_a_blocked_reserve() -> None:
+    """``interrupt()`` (called by the core at shutdown) makes a blocked reserve return []."""
+    storage = MemoryStorage()
+    thread, outcome = _in_thread(lambda: storage.reserve(30.0))
+    time.sleep(0.1)  # let the reserve block first
+    interrupted = time.monotonic()
+    storage.interrupt()
+    thread.join(5)
+    assert outcome.get("result") == [], outcome
+    assert outcome["at"] - interrupted < 0.5, "interrupt() did not wake the reserve"
+    storage.push(b"after")
+    assert [d.message for d in storage.reserve(1.0)] == [b"after"], "interrupt() broke reserve"
+
+
+def test_options_from_a_url_arrive_as_strings() -> None:
+    """``memory://?maxsize=5&full_timeout=0.5`` passes strings; they are converted."""
+    storage = MemoryStorage(maxsize="5", full_timeout="0.5", url="memory://")
+    assert (storage.maxsize, storage.full_timeout) == (5, 0.5)
+
+
+@pytest.mark.parametrize("options", [{"maxsize": "many"}, {"full_timeout": "soon"},
+                                     {"maxsize": -1}])
+def test_bad_options_are_refused_by_name(options: dict[str, Any]) -> None:
+    """A wrong option value is a ValueError that names the option."""
+    with pytest.raises(ValueError, match=r"maxsize|full_timeout"):
+        MemoryStorage(**options)
+
+
+def test_the_memory_storage_is_not_durable() -> None:
+    """``durable`` is False: the core drains it at exit and warns about leftovers."""
+    assert MemoryStorage.durable is False
+
+
+def test_the_plugin_registers_the_memory_storage_through_register_storages() -> None:
+    """The entry-point module's ``register_storages`` hook provides ``memory``."""
+    registered: dict[str, Any] = {}
+    register_storages(lambda name, factory, **kwargs: registered.__setitem__(name, factory))
+    assert registered == {"memory": MemoryStorage}
+
+
+def test_push_many_beyond_maxsize_feeds_a_waiting_worker_while_it_waits_for_room() -> None:
+    """A batch larger than the room left wakes blocked workers with what it queued so far."""
+    storage = MemoryStorage(maxsize=2, full_timeout=5)
+    received: list[bytes] = []
+    stop = threading.Event()
+
+    def worker() -> None:
+        while not stop.is_set() and len(received) < 5:
+            deliveries = storage.reserve(30.0)  # long: only a notification wakes it in time
+            received.extend(d.message for d in deliveries)
+            storage.ack(deliveries)
+
+    thread = threading.Thread(target=worker, daemon=True, name="rocketman-memory-test")
+    thread.start()
+    time.sleep(0.1)  # let the worker block on the empty queue first
+    began = time.monotonic()
+    try:
+        storage.push_many([b"1", b"2", b"3", b"4", b"5"])
+    finally:
+        took = time.monotonic() - began
+        stop.set()
+        storage.interrupt()
+        thread.join(5)
+    assert took < 1.0, f"push_many waited {took:.2f}s for room a blocked worker could have made"
+    assert received == [b"1", b"2", b"3", b"4", b"5"]
