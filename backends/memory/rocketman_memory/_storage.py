@@ -170,6 +170,8 @@ class MemoryStorage:
                 if not delivery.acked:
                     delivery.acked = True
                     self._reserved -= 1
+            if self._reserved < 0:  # acknowledged after close(), which forgot them
+                self._reserved = 0
 
     def renew(self, deliveries: Sequence[Any]) -> None:
         """Nothing to renew: memory deliveries have no lease."""
