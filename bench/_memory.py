@@ -1,0 +1,200 @@
+"""memory storage + threads executor against hand-written thread pools, in this process."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from ._measure import Config, interleave, median, percentile
+from ._pools import Emit, Factory, Handler, deque_pool, queue_pool, thread_pool_executor
+from ._report import Row, Target
+
+__all__ = ["EVENT", "countdown", "e2e_rate", "memory_section", "rocketman_factory", "scaling_series"]
+
+EVENT = "bench.event"
+WORKER_COUNTS = (1, 2, 5, 10)
+
+
+class Finish:
+    """Set by the handler that sees the last event: when, and an event to wait on."""
+
+    def __init__(self) -> None:
+        self.at = 0.0
+        self.done = threading.Event()
+
+
+def countdown(total: int) -> tuple[Handler, Finish]:
+    """A trivial handler that notes the time it sees its ``total``-th event.
+
+    ``next()`` on an ``itertools.count`` is atomic under the GIL, so five
+    threads count without a lock; the same handler serves every contender.
+    """
+    tick = itertools.count(1).__next__
+    finish = Finish()
+
+    def handler(payload: Any) -> None:
+        if tick() == total:
+            finish.at = time.perf_counter()
+            finish.done.set()
+
+    return handler, finish
+
+
+def rocketman_factory(workers: int, **settings: Any) -> Factory:
+    """rocketman with the memory storage and ``workers`` threads, started before timing."""
+
+    def start(handler: Handler) -> tuple[Emit, Callable[[], None]]:
+        import rocketman_core
+
+        app = rocketman_core.Rocketman()
+        app.configure(storage=settings.pop("storage", "memory"), executor="threads",
+                      worker_count=workers, latency=1.0, **settings)
+        app.on_event(EVENT)(handler)
+        app.start()
+
+        def close() -> None:
+            app.shutdown(timeout=5)
+
+        return app.emit, close
+
+    return start
+
+
+def e2e_rate(factory: Factory, total: int) -> float:
+    """Events per second from the first emit to the moment the last handler ran."""
+    handler, finish = countdown(total)
+    emit, close = factory(handler)
+    try:
+        started = time.perf_counter()
+        for number in range(total):
+            emit(EVENT, {"n": number})
+        if not finish.done.wait(120):
+            raise TimeoutError(f"{total} events were not all handled within 120 s")
+        return total / (finish.at - started)
+    finally:
+        close()
+
+
+def emit_cost_us(factory: Factory, total: int) -> float:
+    """Microseconds per ``emit`` call, timing the producer's loop only."""
+    handler, _ = countdown(total)
+    emit, close = factory(handler)
+    try:
+        started = time.perf_counter()
+        for number in range(total):
+            emit(EVENT, {"n": number})
+        elapsed = time.perf_counter() - started
+        return elapsed / total * 1e6
+    finally:
+        close()
+
+
+def latencies_us(factory: Factory, count: int, gap: float) -> list[float]:
+    """Emit-to-handler latencies in µs, emitting ``count`` events ``gap`` seconds apart."""
+    sent = [0.0] * count
+    received = [0.0] * count
+    handler_done, finish = countdown(count)
+
+    def handler(payload: Any) -> None:
+        received[payload["n"]] = time.perf_counter()
+        handler_done(payload)
+
+    emit, close = factory(handler)
+    try:
+        clock, sleep = time.perf_counter, time.sleep
+        start = clock() + 0.01
+        for number in range(count):
+            delay = start + number * gap - clock()
+            if delay > 0:
+                sleep(delay)
+            sent[number] = clock()
+            emit(EVENT, {"n": number})
+        if not finish.done.wait(60):
+            raise TimeoutError("the latency run did not finish within 60 s")
+    finally:
+        close()
+    return [(r - s) * 1e6 for s, r in zip(sent, received, strict=True)]
+
+
+def memory_section(config: Config) -> list[Row]:
+    """End-to-end throughput, emit cost and light-load latency against the pools."""
+    section = "memory + threads"
+    rows: list[Row] = []
+    total = 20_000
+    ours, pool_json, pool_plain, executor, deque_json = (
+        max(runs) for runs in interleave(
+            config.repeats,
+            lambda: e2e_rate(rocketman_factory(5), total),
+            lambda: e2e_rate(queue_pool(5), total),
+            lambda: e2e_rate(queue_pool(5, encode=False), total),
+            lambda: e2e_rate(thread_pool_executor(5), total),
+            lambda: e2e_rate(deque_pool(5), total),
+        )
+    )
+    figure = f"end-to-end, 5 workers, {total:,} events"
+    rows += [
+        Row(section, figure, "events/s", ours, "queue.Queue + JSON, 5 threads", pool_json, Target(">=", 1.0)),
+        Row(section, figure, "events/s", ours, "queue.Queue, no JSON, 5 threads", pool_plain),
+        Row(section, figure, "events/s", ours, "ThreadPoolExecutor(5).submit", executor),
+        Row(section, figure, "events/s", ours, "deque + Condition + JSON, batched", deque_json),
+    ]
+
+    count = config.pick(50_000, 20_000)
+    idle_ours, idle_pool = (min(runs) for runs in interleave(
+        config.repeats,
+        lambda: emit_cost_us(rocketman_factory(0), count),
+        lambda: emit_cost_us(queue_pool(0), count),
+    ))
+    busy_ours, busy_pool = (min(runs) for runs in interleave(
+        config.repeats,
+        lambda: emit_cost_us(rocketman_factory(5), total),
+        lambda: emit_cost_us(queue_pool(5), total),
+    ))
+    rows += [
+        Row(section, "emit cost, no worker running", "µs", idle_ours, "json.dumps + Queue.put", idle_pool),
+        Row(section, "emit cost, 5 workers consuming", "µs", busy_ours, "json.dumps + Queue.put", busy_pool),
+    ]
+
+    events, gap = 1000, 0.001
+    runs = 3 if not config.quick else 1
+    ours_runs, pool_runs = interleave(
+        runs,
+        lambda: _latency_pair(rocketman_factory(5), events, gap),
+        lambda: _latency_pair(queue_pool(5), events, gap),
+    )
+    p50_ours, p99_ours = (median(values) for values in zip(*ours_runs, strict=True))
+    p50_pool, p99_pool = (median(values) for values in zip(*pool_runs, strict=True))
+    light = f"latency at light load ({events:,} events, 1 ms apart)"
+    rows += [
+        Row(section, light + ", p50", "µs", p50_ours, "queue.Queue + JSON, 5 threads", p50_pool),
+        Row(section, light + ", p99", "µs", p99_ours, "queue.Queue + JSON, 5 threads", p99_pool,
+            Target("<=", 1.5)),
+    ]
+    return rows
+
+
+def _latency_pair(factory: Factory, events: int, gap: float) -> tuple[float, float]:
+    """p50 and p99 of one light-load run, in µs."""
+    values = latencies_us(factory, events, gap)
+    return percentile(values, 0.50), percentile(values, 0.99)
+
+
+def scaling_series(config: Config) -> dict[str, Any]:
+    """Throughput at 1, 2, 5 and 10 workers: rocketman and the queue.Queue + JSON pool."""
+    total = config.pick(20_000, 10_000)
+    repeats = config.pick(3, 1)
+    ours: list[float] = []
+    pool: list[float] = []
+    for workers in WORKER_COUNTS:
+        mine, theirs = interleave(
+            repeats,
+            lambda w=workers: e2e_rate(rocketman_factory(w), total),  # type: ignore[misc]
+            lambda w=workers: e2e_rate(queue_pool(w), total),  # type: ignore[misc]
+        )
+        ours.append(max(mine))
+        pool.append(max(theirs))
+    return {"workers": list(WORKER_COUNTS), "rocketman": ours, "queue.Queue + JSON": pool,
+            "events": total}

@@ -1,0 +1,161 @@
+"""Rows of results, their targets, and how they are shown: a text table, JSON, markdown."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Row", "Target", "markdown_table", "text_table", "update_readme", "write_json"]
+
+
+@dataclass(frozen=True)
+class Target:
+    """A promise a figure must keep: ``ratio >= 1.0``, or ``value < 300``.
+
+    :param op: ``">="`` or ``"<="``.
+    :param bound: the number compared with.
+    :param on: ``"ratio"`` (ours divided by the baseline) or ``"value"`` (ours alone).
+    """
+
+    op: str
+    bound: float
+    on: str = "ratio"
+
+    def holds(self, value: float) -> bool:
+        """Whether ``value`` (the ratio or the figure) keeps the target."""
+        return value >= self.bound if self.op == ">=" else value <= self.bound
+
+    def __str__(self) -> str:
+        sign = "≥" if self.op == ">=" else "≤"
+        return f"{sign} {self.bound:g}x" if self.on == "ratio" else f"{sign} {self.bound:g}"
+
+
+@dataclass
+class Row:
+    """One figure of ours beside one baseline measured in the same run.
+
+    ``ratio`` is always ours divided by the baseline, in the figure's unit: a
+    throughput ratio above 1 and a cost or latency ratio below 1 are ours ahead.
+    """
+
+    section: str
+    figure: str
+    unit: str
+    ours: float | None
+    baseline_name: str | None = None
+    baseline: float | None = None
+    target: Target | None = None
+    note: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float | None:
+        if self.ours is None or not self.baseline:
+            return None
+        return self.ours / self.baseline
+
+    @property
+    def verdict(self) -> str:
+        """PASS or MISS for a row with a target; n/a when a figure is missing; else empty."""
+        if self.target is None:
+            return ""
+        value = self.ratio if self.target.on == "ratio" else self.ours
+        if value is None or math.isnan(value):
+            return "n/a"
+        return "PASS" if self.target.holds(value) else "MISS"
+
+    def as_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["target"] = str(self.target) if self.target else None
+        data["target_spec"] = asdict(self.target) if self.target else None
+        data["ratio"] = self.ratio
+        data["verdict"] = self.verdict
+        return data
+
+
+def _number(value: float | None, unit: str) -> str:
+    if value is None:
+        return "n/a"
+    if unit == "events/s":
+        return f"{value:,.0f}"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    return f"{value:.2f}"
+
+
+def _cells(row: Row) -> list[str]:
+    ratio = row.ratio
+    return [
+        row.figure,
+        f"{_number(row.ours, row.unit)} {row.unit}",
+        row.baseline_name or "",
+        f"{_number(row.baseline, row.unit)} {row.unit}" if row.baseline_name else "",
+        f"{ratio:.2f}x" if ratio is not None else "",
+        str(row.target) if row.target else "",
+        row.verdict,
+    ]
+
+
+_HEADER = ["figure", "rocketman", "baseline", "baseline value", "ratio", "target", "result"]
+
+
+def text_table(rows: list[Row]) -> str:
+    """The rows as an aligned plain-text table, one section after another."""
+    body = [_cells(row) for row in rows]
+    widths = [max(len(line[i]) for line in [_HEADER, *body]) for i in range(len(_HEADER))]
+    lines = []
+    section = None
+    for row, cells in zip(rows, body, strict=True):
+        if row.section != section:
+            section = row.section
+            lines.append("")
+            lines.append(f"== {section} ==")
+            lines.append("  ".join(h.ljust(w) for h, w in zip(_HEADER, widths, strict=True)).rstrip())
+        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+        if row.note and row.ours is None:
+            lines.append(f"    ({row.note})")
+    return "\n".join(lines).lstrip("\n")
+
+
+def markdown_table(rows: list[Row]) -> str:
+    """The rows as one markdown table, with the section in the first column."""
+    header = ["section", *_HEADER]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in rows:
+        cells = [row.section, *_cells(row)]
+        if row.verdict in ("PASS", "MISS"):
+            cells[-1] = f"**{row.verdict}**"
+        if row.ours is None and row.note:
+            cells[2] = f"n/a ({row.note})"
+        lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |")
+    return "\n".join(lines)
+
+
+def write_json(path: Path, meta: dict[str, Any], rows: list[Row], series: dict[str, Any]) -> None:
+    """Write the run's metadata, rows and plot series; via a temporary file, atomically."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = {"meta": meta, "rows": [row.as_json() for row in rows], "series": series}
+    temporary = path.with_name(path.name + ".tmp")
+    temporary.write_text(json.dumps(data, indent=2, ensure_ascii=False) + "\n")
+    temporary.replace(path)
+
+
+_MARKERS = re.compile(
+    r"(<!-- bench:results:start -->\n).*?(<!-- bench:results:end -->)", re.DOTALL
+)
+
+
+def update_readme(readme: Path, table: str, summary: str) -> bool:
+    """Put the latest table between the README's markers; False when they are missing."""
+    text = readme.read_text()
+    if not _MARKERS.search(text):
+        return False
+    block = f"{summary}\n\n{table}\n"
+    readme.write_text(_MARKERS.sub(lambda m: m.group(1) + block + m.group(2), text))
+    return True

@@ -1,0 +1,44 @@
+"""Import and plugin discovery time, beside ``import pluggy``, in fresh interpreters."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+
+from ._measure import Config, child_env, interleave, median, python
+from ._report import Row, Target
+
+__all__ = ["startup_section"]
+
+OURS = "import rocketman_core; rocketman_core.Rocketman().plugins.load()"
+PLUGGY = "import pluggy"
+NOTHING = "pass"
+
+
+def _run(code: str) -> float:
+    """Seconds for a fresh interpreter to run ``code`` and exit."""
+    started = time.perf_counter()
+    subprocess.run([python(), "-c", code], check=True, env=child_env())
+    return time.perf_counter() - started
+
+
+def startup_section(config: Config) -> list[Row]:
+    """One row: ms of import + discovery beyond a bare interpreter, beside ``import pluggy``.
+
+    The minimum of N runs of each, alternated: the least disturbed run is the
+    closest to the true cost on a busy machine; a bare ``python -c pass`` is
+    subtracted from both, so the ratio compares what each import adds.
+    """
+    runs = config.pick(15, 6)
+    for code in (OURS, PLUGGY, NOTHING):
+        _run(code)  # warm the OS page cache and write the .pyc files first
+    ours, pluggy, bare = interleave(runs, lambda: _run(OURS), lambda: _run(PLUGGY), lambda: _run(NOTHING))
+    floor = min(bare)
+    ours_ms = (min(ours) - floor) * 1e3
+    pluggy_ms = (min(pluggy) - floor) * 1e3
+    return [Row(
+        "startup", "import rocketman_core + plugin discovery", "ms", ours_ms, "import pluggy",
+        pluggy_ms, Target("<=", 2.0),
+        extra={"bare_interpreter_ms": floor * 1e3, "median_ours_ms": (median(ours) - median(bare)) * 1e3,
+               "median_pluggy_ms": (median(pluggy) - median(bare)) * 1e3, "runs": runs},
+    )]
