@@ -1,0 +1,105 @@
+"""The Redis storage's options: from keyword arguments, a URL's query string, the environment."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import parse_qsl, urlencode
+
+import redis
+
+from rocketman_core import mask_url
+
+from ._layout import KeyLayout
+
+__all__ = ["DEFAULT_URL", "URL_ENV", "Connection", "connect"]
+
+#: The environment variable ``storage="redis"`` reads its URL from.
+URL_ENV = "ROCKETMAN_REDIS_URL"
+#: The URL when neither a URL nor ``ROCKETMAN_REDIS_URL`` is given.
+DEFAULT_URL = "redis://localhost:6379/0"
+
+# Options a URL's query string may carry for the storage itself; the rest of
+# the query (ssl_cert_reqs=..., ...) is redis-py's.
+_OWN_QUERY_OPTIONS = ("namespace", "lease", "connect_timeout", "socket_timeout")
+
+
+@dataclass(frozen=True)
+class Connection:
+    """The client a storage uses, and its settings, validated."""
+
+    client: redis.Redis
+    owns_client: bool
+    where: str  # the URL with its credentials masked, for messages
+    keys: KeyLayout
+    lease: float
+    connect_timeout: float
+    socket_timeout: float
+
+
+def connect(url: str | None, client: redis.Redis | None, options: dict[str, Any]) -> Connection:
+    """Validate the options and make (or check) the client; raise ValueError naming a bad one.
+
+    ``options``: namespace, lease, connect_timeout, socket_timeout; None
+    means unset (then a URL's query string, then the default, applies).
+    """
+    given = dict(options)
+    if client is not None:
+        if url is not None:
+            raise ValueError("redis storage: give a url or a client, not both")
+        kwargs = client.get_connection_kwargs()
+        if kwargs.get("decode_responses"):
+            raise ValueError(
+                "redis storage: the client decodes responses (decode_responses=True); "
+                "the storage moves bytes, so give it a client without decode_responses"
+            )
+        place = kwargs.get("path") or f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}"
+        where = f"redis client {place} db {kwargs.get('db', 0)}"
+        address = ""
+    else:
+        address, from_query = _split_own_options(
+            url or os.environ.get(URL_ENV, "").strip() or DEFAULT_URL)
+        for name, value in from_query.items():
+            if given.get(name) is None:
+                given[name] = value
+        where = mask_url(address)
+    namespace = given.get("namespace")
+    keys = KeyLayout("rocketman" if namespace is None else namespace)
+    lease = _seconds("lease", given.get("lease"), 30.0)
+    connect_timeout = _seconds("connect_timeout", given.get("connect_timeout"), 2.0)
+    socket_timeout = _seconds("socket_timeout", given.get("socket_timeout"), 5.0)
+    if client is None:
+        try:
+            client = redis.Redis.from_url(
+                address, socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout)
+        except ValueError as error:
+            raise ValueError(f"redis storage: bad URL {where!r}: {mask_url(str(error))}") from None
+        return Connection(client, True, where, keys, lease, connect_timeout, socket_timeout)
+    return Connection(client, False, where, keys, lease, connect_timeout, socket_timeout)
+
+
+def _seconds(name: str, value: Any, default: float) -> float:
+    if value is None:
+        return default
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"redis storage: {name} must be a number of seconds, not {value!r}") from None
+    if not seconds > 0 or seconds == float("inf"):
+        raise ValueError(f"redis storage: {name} must be a positive number of seconds, not {value!r}")
+    return seconds
+
+
+def _split_own_options(url: str) -> tuple[str, dict[str, str]]:
+    """Take the storage's own options out of a URL's query string; leave redis-py's."""
+    # Not urlunsplit: it turns unix:///path into unix:/path, which redis-py rejects.
+    address, _, query = url.partition("?")
+    own: dict[str, str] = {}
+    rest: list[tuple[str, str]] = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name in _OWN_QUERY_OPTIONS:
+            own[name] = value
+        else:
+            rest.append((name, value))
+    return (f"{address}?{urlencode(rest)}" if rest else address), own

@@ -1,0 +1,157 @@
+"""The storage's way to talk to Redis: one connection per thread, few layers.
+
+redis-py's ``Redis.execute_command`` takes a connection from the pool and
+gives it back on every command, and records metrics around it: more CPU than
+the round trip itself on a local server, all of it under the GIL that the
+worker threads share. The storage sends its few commands itself, on a
+connection each thread keeps (taken from the client's pool, given back when
+the thread ends), and keeps redis-py for what it is good at: connecting
+(TCP, TLS, unix sockets, authentication) and parsing replies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import threading
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+from redis.connection import ConnectionPool
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+__all__ = ["MAX_BATCH", "Script", "Wire"]
+
+#: The most values the storage puts in one command or script call (Lua's
+#: unpack() takes at most a few thousand); bigger batches are split.
+MAX_BATCH = 1000
+
+# Bumped in a forked child: a connection the parent opened must not be used
+# (the two processes would share its socket).
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
+
+
+class Script:
+    """A Lua script and its SHA-1, run with EVALSHA (loaded on first use, and after a restart)."""
+
+    __slots__ = ("sha", "source")
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.sha = hashlib.sha1(source.encode()).hexdigest()
+
+
+class _Held:
+    """The connection one thread holds; back to the pool when the thread ends."""
+
+    __slots__ = ("__weakref__", "connection", "forks", "pool")
+
+    def __init__(self, pool: ConnectionPool) -> None:
+        self.pool = pool
+        self.forks = _forks
+        self.connection: Any = None
+        # Connects at once (redis-py 8), so it may raise: __del__ must cope.
+        self.connection = pool.get_connection()
+
+    def __del__(self) -> None:
+        # A thread-local value dies with its thread: give the connection back.
+        if self.forks == _forks and self.connection is not None:
+            # At interpreter exit the pool may be half torn down already.
+            with contextlib.suppress(Exception):
+                self.pool.release(self.connection)
+
+
+class Wire:
+    """Commands on this thread's connection, with one retry on a fresh connection.
+
+    The retry reconnects a connection that died with a restarted server. A
+    command whose answer was lost may so run twice: every command the
+    storage sends is safe to repeat under at-least-once delivery (a
+    duplicate push, or a lease nobody holds, which expires).
+    """
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.pool: ConnectionPool = client.connection_pool
+        self._local = threading.local()
+
+    def connection(self) -> Any:
+        """This thread's connection (taken from the pool at its first use)."""
+        held: _Held | None = getattr(self._local, "held", None)
+        if held is None or held.forks != _forks:
+            held = self._local.held = _Held(self.pool)
+        return held.connection
+
+    def call(self, *args: Any) -> Any:
+        """Send one command and return its parsed reply; Redis errors raise ResponseError."""
+        connection = self.connection()
+        try:
+            connection.send_packed_command(connection.pack_command(*args), check_health=False)
+            return connection.read_response()
+        except (RedisConnectionError, RedisTimeoutError):
+            connection.disconnect()
+        connection.send_packed_command(connection.pack_command(*args), check_health=False)
+        return connection.read_response()
+
+    def call_many(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Send several commands in one round trip; return every reply (errors raise)."""
+        connection = self.connection()
+        for attempt in (1, 2):
+            try:
+                connection.send_packed_command(connection.pack_commands(commands), check_health=False)
+                return [connection.read_response() for _ in commands]
+            except (RedisConnectionError, RedisTimeoutError):
+                connection.disconnect()
+                if attempt == 2:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def run(self, script: Script, keys: Sequence[str], args: Sequence[Any] = ()) -> Any:
+        """Run ``script`` with EVALSHA, loading it first if the server does not know it."""
+        try:
+            return self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+        except NoScriptError:
+            # A new or restarted server: load it once, then run it.
+            self.call("SCRIPT", "LOAD", script.source)
+            return self.call("EVALSHA", script.sha, len(keys), *keys, *args)
+
+    def block_move(self, source: str, destination: str, seconds: float, read_margin: float,
+                   on_blocked: Any) -> Any:
+        """BLMOVE ``source`` -> ``destination``, blocking up to ``seconds``.
+
+        Sends ``CLIENT ID`` in the same round trip and calls
+        ``on_blocked(client_id)`` (None when an ACL forbids CLIENT ID) while
+        the BLMOVE waits, so another thread can end the wait with CLIENT
+        UNBLOCK. Waits for the answer at most ``seconds + read_margin``.
+        """
+        connection = self.connection()
+        try:
+            connection.send_packed_command(connection.pack_commands([
+                ("CLIENT", "ID"),
+                ("BLMOVE", source, destination, "RIGHT", "LEFT", f"{seconds:.3f}"),
+            ]), check_health=False)
+            try:
+                client_id: int | None = int(connection.read_response())
+            except ResponseError:
+                client_id = None
+            on_blocked(client_id)
+            if not connection.can_read(timeout=seconds + read_margin):
+                raise RedisTimeoutError(
+                    f"Redis did not answer a BLMOVE of {seconds:.1f}s within {read_margin:.1f}s more")
+            return connection.read_response()
+        except BaseException:
+            # Whatever the failure, the reply may still come: never reuse the connection.
+            connection.disconnect()
+            raise
