@@ -90,6 +90,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from ._memory import memory_section
 
         rows += run("memory + threads", lambda: memory_section(config)) or []
+    if "scaling" in chosen:
+        # Early, like the memory section: in a process with a small heap, before
+        # the Redis section imports redis-py, dramatiq and rq.
+        from ._memory import scaling_series
+
+        series["memory_workers"] = run("scaling (memory)", lambda: scaling_series(config)) or {}
     if "inline" in chosen:
         from ._inline import inline_section
 
@@ -113,10 +119,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         if outcome is not None:
             rss_rows, series["rss_overload"] = outcome
             rows += rss_rows
-    if "scaling" in chosen:
-        from ._memory import scaling_series
-
-        series["memory_workers"] = run("scaling (memory)", lambda: scaling_series(config)) or {}
 
     meta = _meta(config, sorted(chosen, key=SECTIONS.index), time.monotonic() - started, load_before)
     table = text_table(rows)

@@ -27,7 +27,7 @@ class Config:
     @property
     def repeats(self) -> int:
         """How often each in-process measurement runs (the best run is kept)."""
-        return 2 if self.quick else 5
+        return 2 if self.quick else 7
 
     def pick(self, full: int, quick: int) -> int:
         """``full`` for a full run, ``quick`` for a quick one."""

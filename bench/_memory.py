@@ -159,7 +159,7 @@ def memory_section(config: Config) -> list[Row]:
     ]
 
     events, gap = 1000, 0.001
-    runs = 3 if not config.quick else 1
+    runs = config.pick(5, 1)
     ours_runs, pool_runs = interleave(
         runs,
         lambda: _latency_pair(rocketman_factory(5), events, gap),

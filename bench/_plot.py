@@ -44,7 +44,7 @@ def plot_throughput(path: Path, memory: dict[str, Any], redis: dict[str, Any], t
         axis.plot(workers, series[baseline], "s--", label=baseline, color="tab:gray")
         axis.set_xticks(workers)
         axis.set_ylim(bottom=0)
-        axis.legend(loc="lower right")
+        axis.legend(loc="best")
     figure.suptitle(title, fontsize=9)
     figure.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -89,13 +89,17 @@ def _number(value: float | None, unit: str) -> str:
     return f"{value:.2f}"
 
 
+def _with_unit(value: float | None, unit: str) -> str:
+    return "n/a" if value is None else f"{_number(value, unit)} {unit}"
+
+
 def _cells(row: Row) -> list[str]:
     ratio = row.ratio
     return [
         row.figure,
-        f"{_number(row.ours, row.unit)} {row.unit}",
+        _with_unit(row.ours, row.unit),
         row.baseline_name or "",
-        f"{_number(row.baseline, row.unit)} {row.unit}" if row.baseline_name else "",
+        _with_unit(row.baseline, row.unit) if row.baseline_name else "",
         f"{ratio:.2f}x" if ratio is not None else "",
         str(row.target) if row.target else "",
         row.verdict,
@@ -111,6 +115,7 @@ def text_table(rows: list[Row]) -> str:
     widths = [max(len(line[i]) for line in [_HEADER, *body]) for i in range(len(_HEADER))]
     lines = []
     section = None
+    shown = ""
     for row, cells in zip(rows, body, strict=True):
         if row.section != section:
             section = row.section
@@ -118,8 +123,9 @@ def text_table(rows: list[Row]) -> str:
             lines.append(f"== {section} ==")
             lines.append("  ".join(h.ljust(w) for h, w in zip(_HEADER, widths, strict=True)).rstrip())
         lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
-        if row.note and row.ours is None:
+        if row.note and row.ours is None and row.note != shown:
             lines.append(f"    ({row.note})")
+            shown = row.note
     return "\n".join(lines).lstrip("\n")
 
 
