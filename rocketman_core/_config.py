@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
-from typing import Any
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 from ._errors import ConfigurationError
 
@@ -14,8 +14,7 @@ __all__ = ["Settings", "ENV_PREFIX"]
 ENV_PREFIX = "ROCKETMAN_"
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     """Every setting of a rocketman runtime, validated.
 
     :param storage: a storage name (``"memory"``), a URL whose scheme names it
@@ -50,25 +49,25 @@ class Settings:
     retry_backoff_max: float = 300.0
     shutdown_timeout: float = 10.0
     batch_size: int = 64
-    storage_options: Mapping[str, Any] = field(default_factory=dict)
-    executor_options: Mapping[str, Any] = field(default_factory=dict)
+    storage_options: Mapping[str, Any] = MappingProxyType({})
+    executor_options: Mapping[str, Any] = MappingProxyType({})
 
     @classmethod
     def resolve(cls, overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from ``overrides`` (explicit arguments), else the environment, else defaults."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
-        for spec in fields(cls):
-            parse = _PARSERS.get(spec.name)
-            key = ENV_PREFIX + spec.name.upper()
-            if spec.name in overrides:
-                values[spec.name] = overrides[spec.name]
+        for name in cls._fields:
+            parse = _PARSERS.get(name)
+            key = ENV_PREFIX + name.upper()
+            if name in overrides:
+                values[name] = overrides[name]
             elif parse is not None and environ.get(key, "").strip():
                 try:
-                    values[spec.name] = parse(environ[key].strip())
+                    values[name] = parse(environ[key].strip())
                 except ValueError as error:
                     raise ConfigurationError(f"{key}={environ[key]!r}: {error}") from None
-        settings = replace(cls(), **values)
+        settings = cls()._replace(**values)
         settings.validate()
         return settings
 

@@ -14,8 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 __all__ = [
     "DeadLetter",
@@ -49,8 +48,7 @@ class Delivery(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class DeadLetter:
+class DeadLetter(NamedTuple):
     """A message a storage keeps aside, with the reason it was put there.
 
     :param id: the storage's identifier for this dead letter, unique within

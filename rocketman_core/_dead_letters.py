@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ._envelope import Event, MalformedMessage, decode
 
 __all__ = ["DeadLetterRecord", "matches", "to_record"]
 
 
-@dataclass(frozen=True)
-class DeadLetterRecord:
+class DeadLetterRecord(NamedTuple):
     """A dead letter as the API shows it.
 
     :param id: the storage's id of the dead letter (for replay and purge).

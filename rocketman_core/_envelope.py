@@ -158,12 +158,14 @@ def encode(
         raise payload_error(name, error) from None
     quoted = _valid_names.get(name) or encode_basestring_ascii(name)
     # Written out rather than encoded from a dict: the fields are known
-    # strings and numbers, and only the payload needs the encoder.
+    # strings and numbers, and only the payload needs the encoder. The time
+    # is kept to the millisecond: repr() of a float, and parsing its 17
+    # digits back, were a fifth of an event's cost.
     quoted_id = encode_basestring_ascii(id) if id else '"' + new_id() + '"'
     head = (
         f'{{"id":{quoted_id},'
         f'"name":{quoted},'
-        f'"emitted_at":{time.time() if emitted_at is None else float(emitted_at)!r},'
+        f'"emitted_at":{time.time() if emitted_at is None else emitted_at:.3f},'
         f'"attempt":{int(attempt)}'
     )
     if consumer is not None:

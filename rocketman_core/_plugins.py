@@ -17,8 +17,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import pluggy
 
@@ -41,17 +40,34 @@ KINDS = {
 }
 
 
-@dataclass
 class PluginInfo:
-    """What is known of one plugin: where it came from and what it provides."""
+    """What is known of one plugin: where it came from and what it provides.
 
-    name: str
-    module: str
-    distribution: str | None = None
-    version: str | None = None
-    error: str | None = None
-    disabled: bool = False
-    provides: dict[str, list[str]] = field(default_factory=dict)
+    A plain class rather than a dataclass: the dataclasses module and the
+    class generation cost milliseconds at import, in every process.
+    """
+
+    __slots__ = ("disabled", "distribution", "error", "module", "name", "provides", "version")
+
+    def __init__(
+        self,
+        name: str,
+        module: str,
+        distribution: str | None = None,
+        version: str | None = None,
+        error: str | None = None,
+        disabled: bool = False,
+    ) -> None:
+        self.name = name
+        self.module = module
+        self.distribution = distribution
+        self.version = version
+        self.error = error
+        self.disabled = disabled
+        self.provides: dict[str, list[str]] = {}
+
+    def __repr__(self) -> str:
+        return f"<plugin {self.name} ({self.origin}){' error' if self.error else ''}>"
 
     @property
     def origin(self) -> str:
@@ -61,8 +77,7 @@ class PluginInfo:
         return f"{self.distribution} {self.version}"
 
 
-@dataclass(frozen=True)
-class Backend:
+class Backend(NamedTuple):
     """A backend a plugin registered: its factory and where it came from."""
 
     kind: str

@@ -199,7 +199,7 @@ class Rocketman(Dispatch):
             except (TypeError, ValueError, RecursionError) as error:
                 raise payload_error(name, error) from None
             storage.push(
-                f'{{"id":"{event_id}","name":{quoted},"emitted_at":{time.time()!r},'
+                f'{{"id":"{event_id}","name":{quoted},"emitted_at":{time.time():.3f},'
                 f'"attempt":0,"payload":{body}}}'.encode()
             )
         if self._hook_emitted:

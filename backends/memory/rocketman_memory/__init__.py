@@ -6,11 +6,12 @@ A plugin of rocketman, found through the entry point ``memory`` in the group
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pluggy
 
-from ._storage import MemoryStorage, QueueFull
+if TYPE_CHECKING:
+    from ._storage import MemoryStorage, QueueFull
 
 __all__ = ["MemoryStorage", "QueueFull", "register_storages"]
 
@@ -20,4 +21,20 @@ hookimpl = pluggy.HookimplMarker("rocketman")
 @hookimpl
 def register_storages(register: Any) -> None:
     """Provide the storage ``memory``."""
-    register("memory", MemoryStorage)
+    register("memory", _build)
+
+
+def _build(**options: Any) -> MemoryStorage:
+    # Imported here, not at the top: every process discovers the plugins,
+    # and only the ones that select a backend should pay for its module.
+    from ._storage import MemoryStorage
+
+    return MemoryStorage(**options)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("MemoryStorage", "QueueFull"):
+        from . import _storage
+
+        return getattr(_storage, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -114,7 +114,9 @@ def test_the_plugin_registers_the_memory_storage_through_register_storages() -> 
     """The entry-point module's ``register_storages`` hook provides ``memory``."""
     registered: dict[str, Any] = {}
     register_storages(lambda name, factory, **kwargs: registered.__setitem__(name, factory))
-    assert registered == {"memory": MemoryStorage}
+    assert list(registered) == ["memory"]
+    built = registered["memory"](maxsize="3")
+    assert isinstance(built, MemoryStorage) and built.maxsize == 3
 
 
 def test_push_many_beyond_maxsize_feeds_a_waiting_worker_while_it_waits_for_room() -> None:

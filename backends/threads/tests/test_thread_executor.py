@@ -66,4 +66,5 @@ def test_the_plugin_registers_the_thread_executor_through_register_executors() -
     """The entry-point module's ``register_executors`` hook provides ``threads``."""
     registered: dict[str, Any] = {}
     register_executors(lambda name, factory, **kwargs: registered.__setitem__(name, factory))
-    assert registered == {"threads": ThreadExecutor}
+    assert list(registered) == ["threads"]
+    assert isinstance(registered["threads"](name="pool"), ThreadExecutor)

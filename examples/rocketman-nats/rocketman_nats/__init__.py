@@ -14,11 +14,12 @@ when a relay is built.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rocketman_core import hookimpl
 
-from ._relay import COUNTERS, NatsRelay
+if TYPE_CHECKING:
+    from ._relay import COUNTERS, NatsRelay
 
 __all__ = ["COUNTERS", "NatsRelay", "register_relays"]
 
@@ -32,4 +33,20 @@ def register_relays(register: Any) -> None:
     ``nats`` is both the relay's name and its URL scheme, so only ``tls``
     needs saying as a further scheme.
     """
-    register("nats", NatsRelay, schemes=("tls",))
+    register("nats", _build, schemes=("tls",))
+
+
+def _build(**options: Any) -> NatsRelay:
+    # Imported on first build: rocketman imports every plugin to discover it,
+    # and only a process that selects this relay should pay for its module.
+    from ._relay import NatsRelay
+
+    return NatsRelay(**options)
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("COUNTERS", "NatsRelay"):
+        from . import _relay
+
+        return getattr(_relay, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

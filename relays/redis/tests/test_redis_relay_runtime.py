@@ -173,7 +173,7 @@ def test_one_rocketman_worker_with_the_relay_is_the_whole_deployment(
 @pytest.mark.parametrize("scheme", ["redis", "rediss", "unix"])
 def test_the_relay_is_selected_by_name_and_url_scheme(scheme: str) -> None:
     backend = Rocketman().plugins.backend("relay", scheme)
-    assert backend.factory is RedisRelay
+    assert isinstance(backend.factory(url=f"{scheme}://localhost/0"), RedisRelay)
     assert backend.plugin.distribution == "rocketman-relay-redis"
 
 
