@@ -156,7 +156,7 @@ class WorkerProcess:
     """One ``rocketman worker redis_storage_worker_app`` process, logging to a file."""
 
     def __init__(self, storage_url: str, events_file: Path, log_file: Path, *,
-                 workers: int = 5, handle_seconds: float = 0.0) -> None:
+                 workers: int = 5, handle_seconds: float = 0.0, latency: float = 0.5) -> None:
         env = {key: value for key, value in os.environ.items() if not key.startswith("ROCKETMAN_")}
         env.update({
             "PYTHONPATH": os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")])),
@@ -167,7 +167,7 @@ class WorkerProcess:
         self._log = open(log_file, "ab")  # noqa: SIM115 - open for the life of the process
         self.process = subprocess.Popen(
             [ROCKETMAN, "worker", "redis_storage_worker_app", "--storage", storage_url,
-             "--workers", str(workers), "--latency", "0.5"],
+             "--workers", str(workers), "--latency", str(latency)],
             stdout=self._log, stderr=subprocess.STDOUT, env=env, cwd=TESTS,
         )
 
@@ -213,11 +213,11 @@ class WorkerProcesses:
         self.directory = directory
         self.started: list[WorkerProcess] = []
 
-    def start(self, handle_seconds: float = 0.0) -> WorkerProcess:
+    def start(self, handle_seconds: float = 0.0, latency: float = 0.5) -> WorkerProcess:
         """Start a worker (5 threads) and wait for its start line."""
         worker = WorkerProcess(self.queue.url, self.queue.events_file,
                                self.directory / f"worker-{self.queue.keys.namespace}-{len(self.started) + 1}.log",
-                               handle_seconds=handle_seconds)
+                               handle_seconds=handle_seconds, latency=latency)
         self.started.append(worker)
         worker.wait_started()
         return worker

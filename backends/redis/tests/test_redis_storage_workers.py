@@ -8,6 +8,7 @@ namespace of its own, and emits from this process as a web server would
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import redis
@@ -94,7 +95,7 @@ def test_malformed_messages_pushed_by_hand_end_in_dead_letters_and_the_worker_go
     redis_wait_for: Wait, rocketman_redis_server: RedisServer,
 ) -> None:
     """Garbage bytes, foreign JSON and wrong types LPUSHed into the queue are dead-lettered with reasons."""
-    worker = redis_workers.start()
+    worker = redis_workers.start(latency=3.0)  # the default: stopping must not wait it out
     with redis.Redis.from_url(rocketman_redis_server.url) as client:
         for message in MALFORMED:
             client.lpush(redis_queue.keys.queue, message)
@@ -111,4 +112,6 @@ def test_malformed_messages_pushed_by_hand_end_in_dead_letters_and_the_worker_go
         assert letter.event is None
         assert letter.error.startswith("malformed message"), letter.error
         assert expected in letter.error, f"{message!r}: {letter.error}"
+    stopping = time.monotonic()
     assert worker.terminate() == 0
+    assert time.monotonic() - stopping < 2.0, "SIGTERM waited out the workers' 3s latency"
