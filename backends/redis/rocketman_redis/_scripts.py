@@ -193,10 +193,11 @@ return purged
 """
 
 #: Delete every dead letter (the id sequence stays: ids are never reused).
+#: UNLINK: Redis frees big hashes in the background instead of pausing.
 #: KEYS: dead, dead messages, dead reasons, dead times.
 PURGE_ALL = """
 local purged = redis.call('ZCARD', KEYS[1])
-redis.call('DEL', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
+redis.call('UNLINK', KEYS[1], KEYS[2], KEYS[3], KEYS[4])
 return purged
 """
 

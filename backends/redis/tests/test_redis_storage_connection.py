@@ -76,6 +76,14 @@ def redis_unix_server(tmp_path: Path) -> Iterator[Path]:
 # -- selection and options ---------------------------------------------------------
 
 
+def test_discovering_the_plugin_does_not_import_redis_py() -> None:
+    """Importing the plugin module (what discovery does) leaves redis-py unimported until a build."""
+    code = ("import sys, rocketman_redis; assert 'redis' not in sys.modules, 'imported'; "
+            "rocketman_redis.build_storage(url='redis://127.0.0.1:1/0'); assert 'redis' in sys.modules")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+
+
 def test_a_url_selects_the_storage_with_namespace_and_lease_from_its_query(
     rocketman_redis_server: RedisServer, redis_raw: redis.Redis,
 ) -> None:

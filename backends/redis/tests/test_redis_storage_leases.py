@@ -44,6 +44,21 @@ def test_an_expired_lease_gives_the_messages_to_another_worker_within_about_the_
     assert survivor.stats() == {"queued": 0, "reserved": 0, "delayed": 0, "dead": 0}
 
 
+def test_a_message_a_worker_left_in_the_staging_list_when_it_died_is_taken_by_the_next(
+    redis_storage: RedisStorage, redis_raw: redis.Redis,
+) -> None:
+    """A worker killed right after its BLMOVE loses nothing: the next reserve of anyone takes it."""
+    redis_storage.push_many([b"moved", b"still queued"])
+    # What a worker's BLMOVE does, just before the worker is SIGKILLed.
+    keys = redis_storage.keys
+    assert redis_raw.blmove(keys.queue, keys.taking, 1, "RIGHT", "LEFT") == b"moved"
+    assert redis_storage.stats()["queued"] == 2, "a staged message must count as queued"
+    taken = redis_storage.reserve(5, 10)
+    assert [d.message for d in taken] == [b"moved", b"still queued"]
+    redis_storage.ack(taken)
+    assert redis_storage.stats() == {"queued": 0, "reserved": 0, "delayed": 0, "dead": 0}
+
+
 def test_renewing_keeps_a_lease_past_its_deadline_and_stopping_lets_it_expire(
     redis_storage_factory: Callable[..., RedisStorage],
 ) -> None:
