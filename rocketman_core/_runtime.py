@@ -336,6 +336,9 @@ class Rocketman(Dispatch):
                 # next worker, so stop taking work now.
                 drained = self.drain(timeout=max(0.0, deadline - time.monotonic()))
             if self._executor is not None:
+                # Tell the workers to stop before waking them: a worker woken
+                # first would start a new wait of `latency` seconds.
+                self._executor.stop(timeout=0)
                 interrupt = getattr(storage, "interrupt", None)
                 if interrupt is not None:
                     interrupt()

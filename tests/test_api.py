@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -255,3 +256,13 @@ def test_emit_many_validates_everything_before_storing_anything(app: Rocketman) 
     ids = app.emit_many([("batch", 1), ("batch", 2)])
     assert len(set(ids)) == 2
     assert sorted(seen.wait_for(2)) == [1, 2]
+
+
+def test_shutdown_does_not_wait_out_the_latency() -> None:
+    runtime = Rocketman()
+    runtime.configure(worker_count=3, latency=30)
+    runtime.emit("wake")
+    assert runtime.drain(timeout=5)
+    started = time.monotonic()
+    assert runtime.shutdown(timeout=10)
+    assert time.monotonic() - started < 2

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from redis.exceptions import RedisError
+
+from rocketman_core import DeadLetter
 
 from . import _scripts
 from ._errors import StorageError
@@ -21,15 +22,6 @@ _DEAD_LETTERS = Script(_scripts.DEAD_LETTERS)
 _REPLAY = Script(_scripts.REPLAY)
 _PURGE_IDS = Script(_scripts.PURGE_IDS)
 _PURGE_ALL = Script(_scripts.PURGE_ALL)
-
-
-@dataclass(frozen=True)
-class _DeadLetter:
-    # The fields of rocketman_core.DeadLetter.
-    id: str
-    message: bytes
-    reason: str
-    failed_at: float
 
 
 class DeadLetters:
@@ -60,7 +52,7 @@ class DeadLetters:
         except RedisError as error:
             raise self._error("list dead letters", error) from error
         return [
-            _DeadLetter(letter_id.decode(), message, (reason or b"").decode("utf-8", "replace"),
+            DeadLetter(letter_id.decode(), message, (reason or b"").decode("utf-8", "replace"),
                         float(failed_at) if failed_at else 0.0)
             for letter_id, message, reason, failed_at in zip(ids, messages, reasons, times, strict=True)
             if message is not None

@@ -47,8 +47,6 @@ _MIN_BLOCK = 0.002
 # How long a thread trusts that its last TAKE left the queue empty.
 _HINT_FRESH = 0.5
 _NEVER = float("inf")
-# How long after interrupt() reserve does not block.
-_INTERRUPT_GRACE = 1.0
 
 _TAKE = Script(_scripts.TAKE)
 _ACK = Script(_scripts.ACK)
@@ -152,7 +150,6 @@ class RedisStorage(DeadLetters):
         self._reserving = 0
         self._blocked: dict[int, float] = {}  # server client id -> when its BLMOVE times out
         self._interrupts = 0
-        self._interrupted_until = float("-inf")
         self._retries = 0
         self._closed = False
 
@@ -191,10 +188,6 @@ class RedisStorage(DeadLetters):
         """
         count = max(1, min(int(max_count), MAX_BATCH))
         now = time.monotonic()
-        if now < self._interrupted_until:
-            # Just interrupted: the caller is most likely stopping, but may
-            # not know yet; a new long wait now would delay its stop.
-            timeout = 0.0
         deadline = now + timeout
         generation = self._interrupts
         local = self._local
@@ -277,15 +270,9 @@ class RedisStorage(DeadLetters):
                 return
 
     def interrupt(self) -> None:
-        """Wake every ``reserve`` of this storage blocked now; they return ``[]``.
-
-        For the next second, ``reserve`` does not block either (it returns
-        what is ready): a worker woken a moment before it is told to stop
-        would otherwise start a new wait of ``latency`` seconds.
-        """
+        """Wake every ``reserve`` of this storage blocked now; they return ``[]``."""
         with self._lock:
             self._interrupts += 1
-            self._interrupted_until = time.monotonic() + _INTERRUPT_GRACE
             blocked = list(self._blocked)
         self._unblock(blocked)
 

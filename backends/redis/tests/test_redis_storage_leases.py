@@ -166,10 +166,6 @@ def test_interrupt_wakes_a_blocked_reserve_at_once(
     thread.join(5)
     assert result == [[]]
     assert time.monotonic() - interrupted < 0.5
-    # A worker woken just before it learns it must stop does not start a new long wait.
-    started = time.monotonic()
-    assert redis_storage.reserve(30) == []
-    assert time.monotonic() - started < 0.5
 
 
 def test_release_gives_deliveries_back_to_the_front_of_the_queue_in_order(
