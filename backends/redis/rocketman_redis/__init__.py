@@ -13,9 +13,9 @@ from typing import TYPE_CHECKING, Any
 from rocketman_core import hookimpl
 
 from ._errors import StorageError, StorageUnavailable
-from ._layout import KeyLayout
 
 if TYPE_CHECKING:
+    from ._layout import KeyLayout
     from ._storage import RedisStorage
 
 __all__ = ["KeyLayout", "RedisStorage", "StorageError", "StorageUnavailable", "register_storages"]
@@ -25,11 +25,16 @@ OPTIONS = ("url", "client", "namespace", "lease", "connect_timeout", "socket_tim
 
 
 def __getattr__(name: str) -> Any:
-    # RedisStorage imports redis-py: only when someone asks for it.
+    # RedisStorage imports redis-py: only when someone asks for it. Every
+    # process imports this module to discover plugins; it stays cheap.
     if name == "RedisStorage":
         from ._storage import RedisStorage
 
         return RedisStorage
+    if name == "KeyLayout":
+        from ._layout import KeyLayout
+
+        return KeyLayout
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
