@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any, NamedTuple
 
-from ._envelope import Event, MalformedMessage, decode
+from ._contracts import Storage
+from ._envelope import Event, MalformedMessage, decode, encode_event
 
-__all__ = ["DeadLetterRecord", "matches", "to_record"]
+__all__ = ["DeadLetterRecord", "DeadLetters", "matches", "to_record"]
 
 
 class DeadLetterRecord(NamedTuple):
@@ -55,3 +57,64 @@ def matches(record: DeadLetterRecord, event: str | None, consumer: str | None) -
     return consumer is None or (
         record.consumer is not None and fnmatch.fnmatchcase(record.consumer, consumer)
     )
+
+
+class DeadLetters:
+    """Listing, replaying and purging dead letters, for the runtime that mixes it in."""
+
+    _storage: Storage | None
+
+    def _prepare(self) -> Storage:
+        raise NotImplementedError  # provided by Rocketman
+
+    def dead_letters(
+        self, *, event: str | None = None, consumer: str | None = None, limit: int | None = None
+    ) -> list[DeadLetterRecord]:
+        """List dead letters, oldest first, filtered by event name and consumer.
+
+        ``event`` and ``consumer`` may use ``*`` patterns; ``consumer`` matches
+        the identity ``module:qualname``.
+        """
+        storage = self._storage or self._prepare()
+        records = [to_record(letter) for letter in storage.dead_letters()]
+        records = [r for r in records if matches(r, event, consumer)]
+        return records[:limit] if limit is not None else records
+
+    def replay_dead_letters(
+        self,
+        *,
+        event: str | None = None,
+        consumer: str | None = None,
+        ids: Iterable[str] | None = None,
+    ) -> int:
+        """Put dead letters back in the queue, with their attempts reset.
+
+        Without arguments, replays all of them. Malformed messages are not
+        replayed (they would fail again); purge them. Returns how many were.
+        """
+        storage = self._storage or self._prepare()
+        wanted = set(ids) if ids is not None else None
+        replacements: dict[str, bytes] = {}
+        for record in self.dead_letters(event=event, consumer=consumer):
+            if record.event is None or (wanted is not None and record.id not in wanted):
+                continue
+            replacements[record.id] = encode_event(record.event, attempt=0, consumer=record.consumer)
+        return storage.replay_dead_letters(replacements) if replacements else 0
+
+    def purge_dead_letters(
+        self,
+        *,
+        event: str | None = None,
+        consumer: str | None = None,
+        ids: Iterable[str] | None = None,
+    ) -> int:
+        """Delete dead letters; without arguments, all of them. Returns how many."""
+        storage = self._storage or self._prepare()
+        if event is None and consumer is None and ids is None:
+            return storage.purge_dead_letters(None)
+        wanted = set(ids) if ids is not None else None
+        chosen = [
+            r.id for r in self.dead_letters(event=event, consumer=consumer)
+            if wanted is None or r.id in wanted
+        ]
+        return storage.purge_dead_letters(chosen) if chosen else 0

@@ -14,7 +14,7 @@ from typing import Any, TypeVar
 from ._config import Settings
 from ._consumers import Consumers, check_pattern, is_method_definition
 from ._contracts import Executor, Relay, Storage
-from ._dead_letters import DeadLetterRecord, matches, to_record
+from ._dead_letters import DeadLetterRecord, DeadLetters
 from ._dispatch import Dispatch
 from ._envelope import (
     Event,
@@ -22,7 +22,6 @@ from ._envelope import (
     _valid_names,
     encode,
     encode_basestring_ascii,
-    encode_event,
     new_id,
     payload_error,
     validate_name,
@@ -40,7 +39,7 @@ F = TypeVar("F", bound=Callable[..., Any])
 _UNSET: Any = object()
 
 
-class Rocketman(Dispatch):
+class Rocketman(Dispatch, DeadLetters):
     """One rocketman runtime: its settings, consumers, storage and workers.
 
     The module-level functions (``rocketman.emit``, ``rocketman.on_event``...)
@@ -374,66 +373,12 @@ class Rocketman(Dispatch):
             self._reset_state()
             return drained and not pending
 
-    # -- dead letters and stats --------------------------------------------
+    # -- stats -------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
         """The storage's counts: queued, reserved, delayed, dead."""
         storage = self._storage or self._prepare()
         return storage.stats()
-
-    def dead_letters(
-        self, *, event: str | None = None, consumer: str | None = None, limit: int | None = None
-    ) -> list[DeadLetterRecord]:
-        """List dead letters, oldest first, filtered by event name and consumer.
-
-        ``event`` and ``consumer`` may use ``*`` patterns; ``consumer`` matches
-        the identity ``module:qualname``.
-        """
-        storage = self._storage or self._prepare()
-        records = [to_record(letter) for letter in storage.dead_letters()]
-        records = [r for r in records if matches(r, event, consumer)]
-        return records[:limit] if limit is not None else records
-
-    def replay_dead_letters(
-        self,
-        *,
-        event: str | None = None,
-        consumer: str | None = None,
-        ids: Iterable[str] | None = None,
-    ) -> int:
-        """Put dead letters back in the queue, with their attempts reset.
-
-        Without arguments, replays all of them. Malformed messages are not
-        replayed (they would fail again); purge them. Returns how many were.
-        """
-        storage = self._storage or self._prepare()
-        wanted = set(ids) if ids is not None else None
-        replacements: dict[str, bytes] = {}
-        for record in self.dead_letters(event=event, consumer=consumer):
-            if record.event is None or (wanted is not None and record.id not in wanted):
-                continue
-            replacements[record.id] = encode_event(record.event, attempt=0, consumer=record.consumer)
-        return storage.replay_dead_letters(replacements) if replacements else 0
-
-    def purge_dead_letters(
-        self,
-        *,
-        event: str | None = None,
-        consumer: str | None = None,
-        ids: Iterable[str] | None = None,
-    ) -> int:
-        """Delete dead letters; without arguments, all of them. Returns how many."""
-        storage = self._storage or self._prepare()
-        if event is None and consumer is None and ids is None:
-            return storage.purge_dead_letters(None)
-        wanted = set(ids) if ids is not None else None
-        chosen = [
-            r.id for r in self.dead_letters(event=event, consumer=consumer)
-            if wanted is None or r.id in wanted
-        ]
-        return storage.purge_dead_letters(chosen) if chosen else 0
-
-    # -- the worker loop ---------------------------------------------------
 
     # -- hooks and fork ----------------------------------------------------
 
