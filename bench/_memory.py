@@ -43,6 +43,55 @@ def countdown(total: int) -> tuple[Handler, Finish]:
     return handler, finish
 
 
+class NoopHooks:
+    """A plugin implementing the four broadcast hooks, doing nothing: a metrics plugin's floor."""
+
+    def __init__(self) -> None:
+        from rocketman_core import hookimpl
+
+        def noop(self: Any, **kwargs: Any) -> None:
+            pass
+
+        for name, argnames in (
+            ("rocketman_event_emitted", "event"),
+            ("rocketman_event_handled", "event, consumer, duration"),
+            ("rocketman_event_failed", "event, consumer, error, will_retry"),
+            ("rocketman_event_dead_lettered", "event, consumer, reason"),
+        ):
+            namespace: dict[str, Any] = {}
+            exec(f"def {name}({argnames}):\n    pass", namespace)  # pluggy reads the argument names
+            setattr(self, name, hookimpl(namespace[name]))
+
+
+def hook_check_cost_us(count: int = 1_000_000) -> float:
+    """µs per event of the hook tests the hot path makes when no plugin implements a hook.
+
+    An emit tests one flag and a dispatch two (handled, and failed only on
+    failure): three attribute tests per event at the most, timed here alone.
+    """
+    import rocketman_core
+
+    app = rocketman_core.Rocketman()
+    app.configure(executor="inline")
+    app.emit("warm.up")
+    assert not (app._hook_emitted or app._hook_handled or app._hook_failed)
+    started = time.perf_counter()
+    for _ in range(count):
+        if app._hook_emitted:
+            pass
+        if app._hook_handled:
+            pass
+        if app._hook_failed:
+            pass
+    looped = time.perf_counter() - started
+    started = time.perf_counter()
+    for _ in range(count):
+        pass
+    empty = time.perf_counter() - started
+    app.shutdown()
+    return max(0.0, looped - empty) / count * 1e6
+
+
 def rocketman_factory(workers: int, **settings: Any) -> Factory:
     """rocketman with the memory storage and ``workers`` threads, started before timing."""
 
@@ -50,6 +99,8 @@ def rocketman_factory(workers: int, **settings: Any) -> Factory:
         import rocketman_core
 
         app = rocketman_core.Rocketman()
+        if settings.pop("hooks", False):
+            app.register_plugin(NoopHooks(), name="bench-noop-hooks")
         app.configure(storage=settings.pop("storage", "memory"), executor="threads",
                       worker_count=workers, latency=1.0, **settings)
         app.on_event(EVENT)(handler)
@@ -140,6 +191,20 @@ def memory_section(config: Config) -> list[Row]:
         Row(section, figure, "events/s", ours, "queue.Queue, no JSON, 5 threads", pool_plain),
         Row(section, figure, "events/s", ours, "ThreadPoolExecutor(5).submit", executor),
         Row(section, figure, "events/s", ours, "deque + Condition + JSON, batched", deque_json),
+    ]
+
+    plain, hooked = (max(runs) for runs in interleave(
+        config.repeats,
+        lambda: e2e_rate(rocketman_factory(5), total),
+        lambda: e2e_rate(rocketman_factory(5, hooks=True), total),
+    ))
+    checks = min(hook_check_cost_us() for _ in range(config.pick(3, 1)))
+    rows += [
+        Row(section, "hook checks per event, no plugin implementing a hook", "µs", checks,
+            "one event end to end (1 / throughput)", 1e6 / plain, Target("<=", 0.02),
+            note="the cost of broadcast hooks nobody implements"),
+        Row(section, figure + ", 4 broadcast hooks implemented as no-ops", "events/s", hooked,
+            "rocketman, no hook implemented", plain),
     ]
 
     count = config.pick(50_000, 20_000)

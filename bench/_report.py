@@ -100,7 +100,7 @@ def _cells(row: Row) -> list[str]:
         _with_unit(row.ours, row.unit),
         row.baseline_name or "",
         _with_unit(row.baseline, row.unit) if row.baseline_name else "",
-        f"{ratio:.2f}x" if ratio is not None else "",
+        (f"{ratio:.2f}x" if ratio >= 0.01 else f"{ratio:.4f}x") if ratio is not None else "",
         str(row.target) if row.target else "",
         row.verdict,
     ]
