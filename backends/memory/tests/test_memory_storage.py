@@ -61,6 +61,14 @@ def test_push_many_into_a_full_queue_raises_queue_full() -> None:
         storage.push_many([b"one", b"two", b"three"])
 
 
+def _until_blocked(storage: MemoryStorage, timeout: float = 5.0) -> None:
+    """Wait until a reserve of another thread is blocked in the storage's condition."""
+    deadline = time.monotonic() + timeout
+    while storage._waiting < 1:
+        assert time.monotonic() < deadline, "the reserve never blocked"
+        time.sleep(0.001)
+
+
 def test_a_waiting_push_goes_on_as_soon_as_a_worker_makes_room() -> None:
     """A push blocked on a full queue returns as soon as a reserve takes a message."""
     storage = MemoryStorage(maxsize=1, full_timeout=10)
@@ -81,7 +89,7 @@ def test_interrupt_wakes_a_blocked_reserve() -> None:
     """``interrupt()`` (called by the core at shutdown) makes a blocked reserve return []."""
     storage = MemoryStorage()
     thread, outcome = _in_thread(lambda: storage.reserve(30.0))
-    time.sleep(0.1)  # let the reserve block first
+    _until_blocked(storage)
     interrupted = time.monotonic()
     storage.interrupt()
     thread.join(5)
@@ -133,7 +141,7 @@ def test_push_many_beyond_maxsize_feeds_a_waiting_worker_while_it_waits_for_room
 
     thread = threading.Thread(target=worker, daemon=True, name="rocketman-memory-test")
     thread.start()
-    time.sleep(0.1)  # let the worker block on the empty queue first
+    _until_blocked(storage)
     began = time.monotonic()
     try:
         storage.push_many([b"1", b"2", b"3", b"4", b"5"])
