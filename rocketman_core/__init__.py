@@ -25,7 +25,7 @@ from ._contracts import STATS_KEYS, DeadLetter, Delivery, EmitFunction, Executor
 from ._envelope import Event, MalformedMessage
 from ._errors import ConfigurationError, PluginError, RocketmanError, UnknownBackendError
 from ._hookspecs import hookimpl, hookspec
-from ._runtime import DeadLetterRecord, Rocketman
+from ._runtime import _UNSET, DeadLetterRecord, Rocketman
 from ._urls import mask_url
 
 __all__ = [
@@ -91,16 +91,28 @@ def using(app: Rocketman) -> Iterator[Rocketman]:
         _current = previous
 
 
-def configure(**settings: Any) -> Settings:
-    """Configure the current runtime; see :meth:`Rocketman.configure`.
+def configure(
+    *,
+    storage: Any = _UNSET,
+    executor: Any = _UNSET,
+    relays: Iterable[Any] = _UNSET,
+    worker_count: int = _UNSET,
+    latency: float = _UNSET,
+    debug: bool = _UNSET,
+    max_retries: int = _UNSET,
+    retry_backoff: float = _UNSET,
+    retry_backoff_max: float = _UNSET,
+    shutdown_timeout: float = _UNSET,
+    batch_size: int = _UNSET,
+    storage_options: dict[str, Any] = _UNSET,
+    executor_options: dict[str, Any] = _UNSET,
+) -> Settings:
+    """Configure the current runtime; see :meth:`Rocketman.configure` and :class:`Settings`.
 
-    Settings: ``storage``, ``executor``, ``relays``, ``worker_count``,
-    ``latency``, ``debug``, ``max_retries``, ``retry_backoff``,
-    ``retry_backoff_max``, ``shutdown_timeout``, ``batch_size``,
-    ``storage_options``, ``executor_options``; each also read from
-    ``ROCKETMAN_<NAME>`` when not given.
+    A setting not given comes from ``ROCKETMAN_<NAME>``, else its default.
     """
-    return _current.configure(**settings)
+    given = {key: value for key, value in locals().items() if value is not _UNSET}
+    return _current.configure(**given)
 
 
 def emit(name: str, payload: Any = None) -> str:
