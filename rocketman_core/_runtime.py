@@ -113,17 +113,18 @@ class Rocketman(Dispatch, DeadLetters):
             given["relays"] = tuple(given["relays"])
         settings = Settings.resolve(given)
         self.plugins.load()
-        for kind, spec in (("storage", settings.storage), ("executor", settings.executor)):
-            if isinstance(spec, str):
-                name = spec.split("://", 1)[0].lower() if "://" in spec else spec.lower()
-                self.plugins.backend(kind, name)  # an unknown name fails here, not later
-        for spec in settings.relays:
-            if isinstance(spec, str):
-                self.plugins.backend("relay", spec.split("://", 1)[0].lower())
-        _check_contract("storage", settings.storage, Storage)
-        _check_contract("executor", settings.executor, Executor)
-        for spec in settings.relays:
-            _check_contract("relay", spec, Relay)
+        # An unknown name, or an object that is not a backend, fails here, not
+        # at the first emit.
+        for kind, contract, specs in (
+            ("storage", Storage, (settings.storage,)),
+            ("executor", Executor, (settings.executor,)),
+            ("relay", Relay, settings.relays),
+        ):
+            for spec in specs:
+                if isinstance(spec, str):
+                    self.plugins.backend(kind, spec.split("://", 1)[0].lower())
+                else:
+                    _check_contract(kind, spec, contract)
         with self._lock:
             if self._storage is not None:
                 logger.info("rocketman reconfigured: shutting down the running runtime first")
@@ -399,7 +400,7 @@ class Rocketman(Dispatch, DeadLetters):
 
 
 def _check_contract(kind: str, spec: Any, contract: type) -> None:
-    if not isinstance(spec, str) and not isinstance(spec, contract):
+    if not isinstance(spec, contract):
         missing = [
             name for name in dir(contract)
             if not name.startswith("_") and not hasattr(spec, name)
