@@ -15,9 +15,11 @@ relays are plugins chosen by configuration::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+import functools
+import inspect
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, TypeVar
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ._config import Settings
 from ._consumers import identity_of
@@ -25,7 +27,7 @@ from ._contracts import STATS_KEYS, DeadLetter, Delivery, EmitFunction, Executor
 from ._envelope import Event, MalformedMessage
 from ._errors import ConfigurationError, PluginError, RocketmanError, UnknownBackendError
 from ._hookspecs import hookimpl, hookspec
-from ._runtime import _UNSET, DeadLetterRecord, Rocketman
+from ._runtime import DeadLetterRecord, Rocketman
 from ._urls import mask_url
 
 __all__ = [
@@ -70,6 +72,8 @@ __all__ = [
 __version__ = "0.1.0"
 
 F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 _default = Rocketman()
 _current = _default
@@ -91,38 +95,44 @@ def using(app: Rocketman) -> Iterator[Rocketman]:
         _current = previous
 
 
-def configure(
-    *,
-    storage: Any = _UNSET,
-    executor: Any = _UNSET,
-    relays: Iterable[Any] = _UNSET,
-    worker_count: int = _UNSET,
-    latency: float = _UNSET,
-    debug: bool = _UNSET,
-    max_retries: int = _UNSET,
-    retry_backoff: float = _UNSET,
-    retry_backoff_max: float = _UNSET,
-    shutdown_timeout: float = _UNSET,
-    batch_size: int = _UNSET,
-    storage_options: dict[str, Any] = _UNSET,
-    executor_options: dict[str, Any] = _UNSET,
-) -> Settings:
-    """Configure the current runtime; see :meth:`Rocketman.configure` and :class:`Settings`.
+def _delegate(method: Callable[Concatenate[Rocketman, P], R]) -> Callable[P, R]:
+    """The module-level function for ``method``: it calls it on the current runtime.
 
-    A setting not given comes from ``ROCKETMAN_<NAME>``, else its default.
+    The runtime is looked up at each call, so that ``using()`` (and the
+    pytest fixture) can swap it; the signature and docstring are the method's.
     """
-    given = {key: value for key, value in locals().items() if value is not _UNSET}
-    return _current.configure(**given)
+
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        return method(_current, *args, **kwargs)
+
+    functools.update_wrapper(call, method)
+    call.__qualname__ = call.__name__
+    del call.__wrapped__  # type: ignore[attr-defined]  # help() shows the signature below
+    signature = inspect.signature(method)
+    call.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=list(signature.parameters.values())[1:]
+    )
+    return call
+
+
+configure = _delegate(Rocketman.configure)
+emit_many = _delegate(Rocketman.emit_many)
+start = _delegate(Rocketman.start)
+drain = _delegate(Rocketman.drain)
+shutdown = _delegate(Rocketman.shutdown)
+stats = _delegate(Rocketman.stats)
+dead_letters = _delegate(Rocketman.dead_letters)
+replay_dead_letters = _delegate(Rocketman.replay_dead_letters)
+purge_dead_letters = _delegate(Rocketman.purge_dead_letters)
+register_plugin = _delegate(Rocketman.register_plugin)
 
 
 def emit(name: str, payload: Any = None) -> str:
-    """Emit the event ``name`` with a JSON ``payload``; return its id."""
+    """Emit the event ``name`` with a JSON ``payload``; return its id.
+
+    Written out rather than delegated: it is every producer's hot path.
+    """
     return _current.emit(name, payload)
-
-
-def emit_many(events: Iterable[tuple[str, Any]]) -> list[str]:
-    """Emit several ``(name, payload)`` events at once; return their ids."""
-    return _current.emit_many(events)
 
 
 def on_event(pattern: str) -> Callable[[F], F]:
@@ -136,52 +146,6 @@ def on_event(pattern: str) -> Callable[[F], F]:
         return _current.on_event(pattern)(function)
 
     return decorate
-
-
-def start() -> None:
-    """Start the workers and the configured relays now."""
-    _current.start()
-
-
-def drain(timeout: float | None = None) -> bool:
-    """Wait until every event emitted so far was handled; see :meth:`Rocketman.drain`."""
-    return _current.drain(timeout)
-
-
-def shutdown(timeout: float | None = None) -> bool:
-    """Drain for up to ``timeout`` and stop; see :meth:`Rocketman.shutdown`."""
-    return _current.shutdown(timeout)
-
-
-def stats() -> dict[str, int]:
-    """The storage's counts: queued, reserved, delayed, dead."""
-    return _current.stats()
-
-
-def dead_letters(
-    *, event: str | None = None, consumer: str | None = None, limit: int | None = None
-) -> list[DeadLetterRecord]:
-    """List the dead letters; see :meth:`Rocketman.dead_letters`."""
-    return _current.dead_letters(event=event, consumer=consumer, limit=limit)
-
-
-def replay_dead_letters(
-    *, event: str | None = None, consumer: str | None = None, ids: Iterable[str] | None = None
-) -> int:
-    """Queue dead letters again; see :meth:`Rocketman.replay_dead_letters`."""
-    return _current.replay_dead_letters(event=event, consumer=consumer, ids=ids)
-
-
-def purge_dead_letters(
-    *, event: str | None = None, consumer: str | None = None, ids: Iterable[str] | None = None
-) -> int:
-    """Delete dead letters; see :meth:`Rocketman.purge_dead_letters`."""
-    return _current.purge_dead_letters(event=event, consumer=consumer, ids=ids)
-
-
-def register_plugin(plugin: object, name: str | None = None) -> None:
-    """Register a plugin object in code, without installing a distribution."""
-    _current.register_plugin(plugin, name)
 
 
 class Producer:

@@ -36,7 +36,16 @@ logger = logging.getLogger("rocketman")
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_UNSET: Any = object()
+
+
+class _Unset:
+    """The default of a setting not given: it then comes from ROCKETMAN_*, else its default."""
+
+    def __repr__(self) -> str:
+        return "<from ROCKETMAN_* or default>"
+
+
+_UNSET: Any = _Unset()
 
 
 class Rocketman(Dispatch, DeadLetters):
