@@ -23,7 +23,20 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ._config import Settings
 from ._consumers import identity_of
-from ._contracts import STATS_KEYS, DeadLetter, Delivery, EmitFunction, Executor, Relay, Storage
+from ._contracts import (
+    STATS_KEYS,
+    STORAGE_CONTRACT,
+    SUBSCRIPTION_COUNT_KEYS,
+    DeadLetter,
+    Delivery,
+    EmitFunction,
+    Executor,
+    Registration,
+    Relay,
+    Storage,
+    Subscription,
+    SubscriptionInfo,
+)
 from ._envelope import Event, MalformedMessage
 from ._errors import ConfigurationError, PluginError, RocketmanError, UnknownBackendError
 from ._hookspecs import hookimpl, hookspec
@@ -32,6 +45,8 @@ from ._urls import mask_url
 
 __all__ = [
     "STATS_KEYS",
+    "STORAGE_CONTRACT",
+    "SUBSCRIPTION_COUNT_KEYS",
     "ConfigurationError",
     "Consumer",
     "DeadLetter",
@@ -43,11 +58,14 @@ __all__ = [
     "MalformedMessage",
     "PluginError",
     "Producer",
+    "Registration",
     "Relay",
     "Rocketman",
     "RocketmanError",
     "Settings",
     "Storage",
+    "Subscription",
+    "SubscriptionInfo",
     "UnknownBackendError",
     "configure",
     "current",
@@ -62,10 +80,12 @@ __all__ = [
     "on_event",
     "purge_dead_letters",
     "register_plugin",
+    "remove_subscription",
     "replay_dead_letters",
     "shutdown",
     "start",
     "stats",
+    "subscriptions",
     "using",
 ]
 
@@ -121,6 +141,8 @@ start = _delegate(Rocketman.start)
 drain = _delegate(Rocketman.drain)
 shutdown = _delegate(Rocketman.shutdown)
 stats = _delegate(Rocketman.stats)
+subscriptions = _delegate(Rocketman.subscriptions)
+remove_subscription = _delegate(Rocketman.remove_subscription)
 dead_letters = _delegate(Rocketman.dead_letters)
 replay_dead_letters = _delegate(Rocketman.replay_dead_letters)
 purge_dead_letters = _delegate(Rocketman.purge_dead_letters)
@@ -135,15 +157,18 @@ def emit(name: str, payload: Any = None) -> str:
     return _current.emit(name, payload)
 
 
-def on_event(pattern: str) -> Callable[[F], F]:
+def on_event(pattern: str, *, name: str | None = None, start: str = "parked") -> Callable[[F], F]:
     """Register the decorated function (or Consumer method) for ``pattern``.
 
     The function is called with the payload; a parameter named ``event``
     also receives the :class:`Event` (id, name, attempt, emitted_at).
+    ``name`` names its subscription (default ``module:qualname``); see
+    :meth:`Rocketman.on_event`.
     """
+    _current.on_event(pattern, name=name, start=start)  # checks the arguments now
 
     def decorate(function: F) -> F:
-        return _current.on_event(pattern)(function)
+        return _current.on_event(pattern, name=name, start=start)(function)
 
     return decorate
 
@@ -172,5 +197,5 @@ class Consumer:
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         for value in list(cls.__dict__.values()):
-            for pattern in getattr(value, "__rocketman_events__", ()):
-                _current.consumers.add(pattern, value, owner=cls)
+            for pattern, name, start in getattr(value, "__rocketman_events__", ()):
+                _current.consumers.add(pattern, value, owner=cls, name=name, start=start)

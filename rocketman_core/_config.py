@@ -36,6 +36,12 @@ class Settings(NamedTuple):
     :param batch_size: the most messages one worker reserves at once.
     :param storage_options: keyword arguments for the storage's factory.
     :param executor_options: keyword arguments for the executor's factory.
+    :param subscription_stale_after: seconds after which a subscription that
+        no live process hosts is flagged as stale (``rocketman
+        subscriptions``, and one WARNING in each hosting process).
+    :param subscription_expire_after: seconds after which hosting processes
+        remove, with its backlog, a subscription no process has hosted; 0
+        (the default) never removes one.
     """
 
     storage: Any = "memory"
@@ -51,6 +57,8 @@ class Settings(NamedTuple):
     batch_size: int = 64
     storage_options: Mapping[str, Any] = MappingProxyType({})
     executor_options: Mapping[str, Any] = MappingProxyType({})
+    subscription_stale_after: float = 86400.0
+    subscription_expire_after: float = 0.0
 
     @classmethod
     def resolve(cls, overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
@@ -80,6 +88,8 @@ class Settings(NamedTuple):
         _check_number("retry_backoff", self.retry_backoff, positive=False)
         _check_number("retry_backoff_max", self.retry_backoff_max, positive=False)
         _check_number("shutdown_timeout", self.shutdown_timeout, positive=False)
+        _check_number("subscription_stale_after", self.subscription_stale_after, positive=True)
+        _check_number("subscription_expire_after", self.subscription_expire_after, positive=False)
         if not isinstance(self.debug, bool):
             raise ConfigurationError(f"debug must be True or False, not {self.debug!r}")
         for name in ("storage", "executor"):
@@ -146,4 +156,6 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "retry_backoff_max": _parse_float,
     "shutdown_timeout": _parse_float,
     "batch_size": _parse_int,
+    "subscription_stale_after": _parse_float,
+    "subscription_expire_after": _parse_float,
 }

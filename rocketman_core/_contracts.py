@@ -17,34 +17,115 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable
 
 __all__ = [
+    "STATS_KEYS",
+    "STORAGE_CONTRACT",
+    "SUBSCRIPTION_COUNT_KEYS",
     "DeadLetter",
     "Delivery",
     "EmitFunction",
     "Executor",
+    "Registration",
     "Relay",
     "Storage",
-    "STATS_KEYS",
+    "Subscription",
+    "SubscriptionInfo",
 ]
 
+#: The version of the Storage contract this core speaks. A storage declares
+#: the one it implements in ``contract_version``; the core refuses another.
+#: Version 2 brought subscriptions: ``push`` takes the event's name, a reserve
+#: names the subscriptions it takes for, and ``retry_later`` / ``dead_letter``
+#: receive the delivery they replace.
+STORAGE_CONTRACT = 2
+
 #: The keys of :meth:`Storage.stats`, in display order.
-STATS_KEYS = ("queued", "reserved", "delayed", "dead")
+STATS_KEYS = ("queued", "reserved", "delayed", "dead", "parked", "dropped")
+
+#: The keys of a subscription's backlog, :attr:`SubscriptionInfo.counts`.
+SUBSCRIPTION_COUNT_KEYS = ("queued", "reserved", "delayed", "dead")
 
 #: What a relay calls to publish what it receives: ``emit(name, payload)``.
 EmitFunction = Callable[[str, Any], None]
 
 
+class Subscription(NamedTuple):
+    """One consumer as a storage knows it: a stable name and the patterns it listens to.
+
+    :param name: unique in the storage (``module:qualname`` by default, or
+        the ``name=`` given to ``@on_event``); 1 to 255 characters without
+        whitespace.
+    :param patterns: event names, or patterns where ``*`` matches any
+        characters (``"user.*"``, ``"*"``); an event matching any one of them
+        is delivered to this subscription.
+    :param start: what a subscription *created* by this registration
+        receives besides the events emitted from now on: ``"parked"`` (the
+        default) also copies the parked events that match it; ``"now"`` does
+        not.
+    """
+
+    name: str
+    patterns: tuple[str, ...]
+    start: str = "parked"
+
+
+class Registration(NamedTuple):
+    """What :meth:`Storage.subscribe` did with one subscription.
+
+    :param name: the subscription's name.
+    :param created: True when the storage did not have it before.
+    :param previous: the patterns it had before, when this registration
+        changed them (the newest registration wins); None otherwise.
+    :param parked: how many parked events were copied into it (creation with
+        ``start="parked"`` only).
+    """
+
+    name: str
+    created: bool
+    previous: tuple[str, ...] | None = None
+    parked: int = 0
+
+
+class SubscriptionInfo(NamedTuple):
+    """A subscription as :meth:`Storage.subscriptions` lists it, for operators.
+
+    :param name: the subscription's name.
+    :param patterns: the patterns of its latest registration.
+    :param counts: its backlog, with the keys of ``SUBSCRIPTION_COUNT_KEYS``.
+    :param hosts: the processes that host it, or hosted it until they
+        stopped without saying so (a crash), each with when it was last seen
+        (seconds since the epoch); a storage may forget hosts not seen for a
+        long time. A process that stopped cleanly (:meth:`Storage.leave`) is
+        not among them.
+    :param created_at: when it was first registered (seconds since the epoch).
+    :param last_seen: when a process last hosted it, or None if never.
+    """
+
+    name: str
+    patterns: tuple[str, ...]
+    counts: Mapping[str, int]
+    hosts: Mapping[str, float]
+    created_at: float
+    last_seen: float | None = None
+
+
 @runtime_checkable
 class Delivery(Protocol):
-    """One message reserved by a worker, until it is acknowledged.
+    """One message reserved by a worker for one subscription, until it is acknowledged.
 
     A storage returns its own delivery objects from :meth:`Storage.reserve`
-    and takes them back in :meth:`Storage.ack` and :meth:`Storage.renew`; the
-    core reads only :attr:`message`.
+    and takes them back in :meth:`Storage.ack`, :meth:`Storage.renew`,
+    :meth:`Storage.retry_later` and :meth:`Storage.dead_letter`; the core
+    reads only the two attributes below.
     """
 
     @property
     def message(self) -> bytes:
         """The bytes that were pushed, exactly."""
+        ...
+
+    @property
+    def subscription(self) -> str:
+        """The name of the subscription this delivery is for."""
         ...
 
 
@@ -58,77 +139,160 @@ class DeadLetter(NamedTuple):
         be a valid envelope: malformed messages are dead-lettered too).
     :param reason: why, as text (an error with its traceback).
     :param failed_at: when, in seconds since the epoch.
+    :param subscription: the subscription whose delivery it was, or None
+        when the storage does not know (a dead letter kept by an older
+        version).
     """
 
     id: str
     message: bytes
     reason: str
     failed_at: float
+    subscription: str | None = None
 
 
 @runtime_checkable
 class Storage(Protocol):
-    """A queue of encoded events, shared by the producers and the workers.
+    """Where events wait for the subscriptions that want them; shared by producers and workers.
 
     A storage moves opaque ``bytes``; it never decodes them. Every method is
     thread-safe: any number of threads may push, reserve and acknowledge at
-    once. A message is, at any moment, in exactly one of four places:
+    once.
 
-    * *queued*: pushed (or due again) and waiting for a worker;
-    * *reserved*: handed to a worker by :meth:`reserve`, until :meth:`ack`;
+    **Subscriptions and routing.** A subscription (:class:`Subscription`) is
+    one consumer: a stable name and its patterns. Processes that host a
+    consumer register its subscription with :meth:`subscribe`; the storage
+    keeps it, and keeps routing to it, while no process hosts it (a deploy, a
+    crash), until :meth:`unsubscribe`. :meth:`push` routes each event, by
+    the name passed beside its bytes, to every subscription that exists and
+    matches at that moment: each of them gets its own copy, its own
+    delivery, retries and dead letters. A producer needs no knowledge of the
+    consumers. An event no subscription matches is either *parked* (a
+    durable storage keeps it, in a bounded log, and copies it into each
+    matching subscription created later with ``start="parked"``) or
+    *dropped* (counted in ``stats()["dropped"]``); evicting a parked event
+    counts it as dropped too.
+
+    **Places.** A subscription's copy of a message is, at any moment, in
+    exactly one of four places:
+
+    * *queued*: routed (or due again) and waiting for a worker;
+    * *reserved*: handed to a worker by :meth:`reserve`, until it is
+      acknowledged (:meth:`ack`) or replaced (:meth:`retry_later`,
+      :meth:`dead_letter`);
     * *delayed*: waiting for its due time (:meth:`retry_later`);
     * *dead*: kept aside with a reason (:meth:`dead_letter`).
 
-    Messages are delivered in the order they were pushed as far as the
-    storage can keep it; consumers must not rely on order across workers.
-    Delivery is at least once: a storage may hand a message out again
-    (after a crash, when a lease expires), never zero times once
-    :meth:`push` has returned.
+    Messages of one subscription are delivered in the order they were pushed
+    as far as the storage can keep it; consumers must not rely on order
+    across workers. Delivery is at least once: a storage may hand a message
+    out again (after a crash, when a lease expires), never zero times once
+    :meth:`push` has returned and the subscription existed.
 
     Optional members, which the core uses when present:
 
     * ``durable: bool``: True when what the storage holds outlives the
       process. The core then stops workers at shutdown without draining the
-      queue (the next worker takes it), and counts leftovers as kept, not lost.
+      queue (the next worker takes it), counts leftovers as kept, not lost,
+      and warns about consumers whose name is not stable.
     * ``renew_interval: float``: seconds between lease renewals; the core then
       calls :meth:`renew` that often with the deliveries it holds.
-    * ``release(deliveries)``: give reserved deliveries back to the queue now,
-      unhandled (a stopping worker returns the rest of its batch).
+    * ``release(deliveries)``: give reserved deliveries back to the front of
+      their queues now, unhandled (a stopping worker returns the rest of its
+      batch).
     * ``interrupt()``: wake every :meth:`reserve` blocked now, so that stopping
       workers need not wait out their ``timeout``.
     """
 
-    def push(self, message: bytes) -> None:
-        """Queue one message.
+    #: The version of the contract the storage implements: ``STORAGE_CONTRACT``.
+    contract_version: int
 
-        When this returns, the message is stored as durably as the storage
+    # -- subscriptions ------------------------------------------------------
+
+    def subscribe(self, subscriptions: Sequence[Subscription], host: str) -> list[Registration]:
+        """Register subscriptions, as hosted by the process ``host``, and return what changed.
+
+        Must be idempotent. A subscription the storage does not have is
+        created (empty, plus the matching parked events when its ``start`` is
+        ``"parked"``, copied atomically with the creation). One it has keeps
+        its backlog; when its patterns differ, the new ones replace them at
+        once (the newest registration wins). The storage records that
+        ``host`` (an opaque string naming one process) hosts each of them,
+        now. Returns one :class:`Registration` per subscription, in order.
+        """
+        ...
+
+    def keep_alive(self, host: str, names: Sequence[str]) -> list[str]:
+        """Record that ``host`` still hosts the subscriptions ``names``, now.
+
+        Called every few seconds by each process hosting subscriptions; a
+        storage may do its periodic housekeeping here (evicting old parked
+        events, say). Never changes a subscription's patterns. Returns the
+        names the storage does not have (removed meanwhile), which the
+        caller registers again with :meth:`subscribe`.
+        """
+        ...
+
+    def leave(self, host: str, names: Sequence[str]) -> None:
+        """The process ``host`` stops hosting ``names`` (it is stopping cleanly).
+
+        The storage forgets it as a host of them, and remembers now as when
+        they were last hosted. The subscriptions stay, and keep receiving.
+        """
+        ...
+
+    def unsubscribe(self, name: str) -> bool:
+        """Remove the subscription ``name`` with its whole backlog, dead letters included.
+
+        Events emitted afterwards are no longer routed to it. Returns whether
+        it existed.
+        """
+        ...
+
+    def subscriptions(self) -> list[SubscriptionInfo]:
+        """Every subscription with its patterns, backlog and hosts, by name."""
+        ...
+
+    # -- producing ----------------------------------------------------------
+
+    def push(self, name: str, message: bytes) -> None:
+        """Route one message, the event named ``name``, to the subscriptions matching it.
+
+        When this returns, every copy is stored as durably as the storage
         promises. Raises an error (never hangs past a bounded time) when the
         storage cannot take it, for example when a server is unreachable.
         """
         ...
 
-    def push_many(self, messages: Sequence[bytes]) -> None:
-        """Queue several messages, in order, in as few round trips as possible.
+    def push_many(self, events: Sequence[tuple[str, bytes]]) -> None:
+        """Route several ``(name, message)`` events, in order, in as few round trips as possible.
 
-        Same guarantees as :meth:`push` for each message.
+        Same guarantees as :meth:`push` for each.
         """
         ...
 
-    def reserve(self, timeout: float, max_count: int = 1) -> list[Any]:
-        """Take up to ``max_count`` queued messages for one worker.
+    # -- consuming ----------------------------------------------------------
 
-        Blocks until at least one message is queued or ``timeout`` seconds
-        have passed; never sleeps while a message is ready. Returns the
-        deliveries (objects with a ``message`` attribute, see
+    def reserve(
+        self, subscriptions: Sequence[str], timeout: float, max_count: int = 1
+    ) -> list[Any]:
+        """Take up to ``max_count`` queued messages of the named subscriptions, for one worker.
+
+        Takes only from the subscriptions named (those the calling process
+        hosts), and fairly across them: a subscription with a large backlog
+        does not starve the others. Blocks until at least one message is
+        queued for one of them or ``timeout`` seconds have passed; never
+        sleeps while a message is ready. Returns the deliveries (see
         :class:`Delivery`), or an empty list on timeout. Takes more than one
         only when they are ready at once; it should not take more than its
         share when other workers are waiting. Messages whose delay has
-        expired count as queued.
+        expired count as queued. A name the storage does not have yields
+        nothing.
 
-        Each delivery stays reserved until :meth:`ack`. A storage that
-        survives crashes gives a reserved message back to the queue when its
-        holder dies (a lease); the core calls :meth:`renew` for deliveries
-        held a long time.
+        Each delivery stays reserved until it is acknowledged or replaced. A
+        storage that survives crashes gives a reserved message back to its
+        queue when its holder dies (a lease); the core calls :meth:`renew`
+        for deliveries held a long time.
         """
         ...
 
@@ -147,33 +311,44 @@ class Storage(Protocol):
         """
         ...
 
-    def retry_later(self, message: bytes, delay: float) -> None:
-        """Keep ``message`` delayed; it becomes queued ``delay`` seconds from now.
+    def retry_later(self, delivery: Any, message: bytes, delay: float) -> None:
+        """Replace ``delivery`` by ``message``, delayed: queued again ``delay`` seconds from now.
 
-        The message is new (the core encodes a retry for one consumer); the
-        delivery it came from is acknowledged separately.
+        For the same subscription. Recording the retry and acknowledging the
+        delivery are one atomic step: a crash cannot leave both, nor
+        neither. ``message`` is new (the core encodes the next attempt).
+        When the delivery is no longer held (acknowledged, or its lease lost
+        to another worker), nothing is recorded.
         """
         ...
 
-    def dead_letter(self, message: bytes, reason: str) -> None:
-        """Keep ``message`` aside with ``reason``; it is not delivered again.
+    def dead_letter(self, delivery: Any, message: bytes, reason: str) -> None:
+        """Replace ``delivery`` by the dead letter ``message`` with ``reason``; not delivered again.
 
-        It stays until replayed or purged, and counts in ``stats()["dead"]``.
+        Atomic with the acknowledgement, as :meth:`retry_later`. The letter
+        belongs to the delivery's subscription, stays until replayed or
+        purged, and counts in ``stats()["dead"]``.
         """
         ...
 
-    def dead_letters(self, limit: int | None = None) -> list[DeadLetter]:
-        """List dead letters, oldest first, at most ``limit`` of them."""
+    # -- dead letters ---------------------------------------------------------
+
+    def dead_letters(
+        self, limit: int | None = None, subscription: str | None = None
+    ) -> list[DeadLetter]:
+        """List dead letters, oldest first, at most ``limit``, of one subscription or all."""
         ...
 
-    def replay_dead_letters(self, replacements: Mapping[str, bytes]) -> int:
+    def replay_dead_letters(self, replacements: Mapping[str, tuple[str, bytes]]) -> int:
         """Queue a message in place of each dead letter named by id.
 
-        ``replacements`` maps a dead letter's id to the bytes to queue in its
-        place (the core resets the attempt count). Each dead letter is
-        removed and its replacement queued atomically: it is never in both
-        places, nor lost. Ids that are not dead letters (any more) are
-        ignored. Returns how many were replayed.
+        ``replacements`` maps a dead letter's id to ``(subscription,
+        bytes)``: the bytes to queue for that subscription in its place (the
+        core resets the attempt count, and names the letter's subscription).
+        Each dead letter is removed and its replacement queued atomically: it
+        is never in both places, nor lost. Ids that are not dead letters (any
+        more), and subscriptions that do not exist, are skipped: the letter
+        stays. Returns how many were replayed.
         """
         ...
 
@@ -184,11 +359,16 @@ class Storage(Protocol):
         """
         ...
 
-    def stats(self) -> dict[str, int]:
-        """Count the messages in each place, with the keys of ``STATS_KEYS``.
+    # -- accounting -----------------------------------------------------------
 
-        ``queued`` includes delayed messages already due. The counts are a
-        consistent snapshot where the storage can give one.
+    def stats(self) -> dict[str, int]:
+        """Totals over every subscription, with the keys of ``STATS_KEYS``.
+
+        ``queued`` includes delayed messages already due; ``parked`` counts
+        the events kept for subscriptions to come (0 on a storage that does
+        not park); ``dropped`` the events no subscription received, since
+        the storage was created. The counts are a consistent snapshot where
+        the storage can give one.
         """
         ...
 

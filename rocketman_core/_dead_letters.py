@@ -16,7 +16,8 @@ class DeadLetterRecord(NamedTuple):
 
     :param id: the storage's id of the dead letter (for replay and purge).
     :param event: the event, or None when the message was not a valid envelope.
-    :param consumer: the consumer that failed, or None for a malformed message.
+    :param consumer: the name of the consumer (its subscription) the letter is
+        for; None only for a letter an older version kept without one.
     :param error: the reason: the error with its traceback.
     :param attempts: how many times the consumer was called.
     :param failed_at: when it was dead-lettered, seconds since the epoch.
@@ -37,10 +38,12 @@ def to_record(letter: Any) -> DeadLetterRecord:
         event: Event | None = decode(letter.message)
     except MalformedMessage:
         event = None
+    # A 0.1 dead letter has no subscription; its envelope names its consumer.
+    consumer = getattr(letter, "subscription", None) or (event.consumer if event else None)
     return DeadLetterRecord(
         id=letter.id,
         event=event,
-        consumer=event.consumer if event else None,
+        consumer=consumer,
         error=letter.reason,
         attempts=event.attempt if event else 0,
         failed_at=letter.failed_at,
@@ -73,10 +76,12 @@ class DeadLetters:
         """List dead letters, oldest first, filtered by event name and consumer.
 
         ``event`` and ``consumer`` may use ``*`` patterns; ``consumer`` matches
-        the identity ``module:qualname``.
+        the consumer's name (its subscription: ``module:qualname`` unless it
+        was given a ``name=``).
         """
         storage = self._storage or self._prepare()
-        records = [to_record(letter) for letter in storage.dead_letters()]
+        exact = consumer if consumer is not None and "*" not in consumer else None
+        records = [to_record(letter) for letter in storage.dead_letters(subscription=exact)]
         records = [r for r in records if matches(r, event, consumer)]
         return records[:limit] if limit is not None else records
 
@@ -89,16 +94,20 @@ class DeadLetters:
     ) -> int:
         """Put dead letters back in the queue, with their attempts reset.
 
-        Without arguments, replays all of them. Malformed messages are not
+        Without arguments, replays all of them. Each goes back to the
+        subscription it was for, and only to it. Malformed messages are not
         replayed (they would fail again); purge them. Returns how many were.
         """
         storage = self._storage or self._prepare()
         wanted = set(ids) if ids is not None else None
-        replacements: dict[str, bytes] = {}
+        replacements: dict[str, tuple[str, bytes]] = {}
         for record in self.dead_letters(event=event, consumer=consumer):
-            if record.event is None or (wanted is not None and record.id not in wanted):
+            if record.event is None or record.consumer is None:
                 continue
-            replacements[record.id] = encode_event(record.event, attempt=0, consumer=record.consumer)
+            if wanted is not None and record.id not in wanted:
+                continue
+            replacements[record.id] = (
+                record.consumer, encode_event(record.event, attempt=0, consumer=None))
         return storage.replay_dead_letters(replacements) if replacements else 0
 
     def purge_dead_letters(

@@ -11,7 +11,7 @@ import threading
 import time
 import traceback
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._config import Settings
 from ._consumers import Consumers, ConsumerSpec
@@ -43,8 +43,7 @@ class Dispatch:
     _drainers: int
     _idle: threading.Condition
     _held: dict[int, Sequence[Any]]
-    _heartbeat: threading.Thread | None
-    _heartbeat_stop: threading.Event
+    _hosted: tuple[str, ...]
     _hook_emitted: bool
     _hook_handled: bool
     _hook_failed: bool
@@ -55,17 +54,23 @@ class Dispatch:
     def settings(self) -> Settings:
         raise NotImplementedError  # provided by Rocketman
 
+    if TYPE_CHECKING:
+        def _wait_for_consumers(self, timeout: float) -> None: ...  # provided by Hosting
 
     def _work(self, storage: Storage, stopping: threading.Event) -> None:
-        """One worker: reserve a batch, dispatch each event, acknowledge the batch."""
+        """One worker: reserve a batch for the hosted subscriptions, dispatch each, acknowledge."""
         settings = self.settings
         latency, batch_size = settings.latency, settings.batch_size
         me = threading.get_ident()
         release = getattr(storage, "release", None)
         failures = 0
         while not stopping.is_set():
+            hosted = self._hosted
+            if not hosted:
+                self._wait_for_consumers(latency)
+                continue
             try:
-                deliveries = storage.reserve(latency, batch_size)
+                deliveries = storage.reserve(hosted, latency, batch_size)
             except Exception as error:
                 import random
 
@@ -95,7 +100,8 @@ class Dispatch:
                                        len(deliveries) - index, mask_url(str(error)))
                     break
                 try:
-                    self._handle(storage, delivery.message)
+                    if self._handle(storage, delivery):
+                        done.append(delivery)
                 except Exception as error:
                     # The storage failed while recording a retry or a dead
                     # letter: leave the delivery unacknowledged, so it comes
@@ -104,8 +110,6 @@ class Dispatch:
                         "could not record the outcome of a message; it stays unacknowledged: %s",
                         mask_url(str(error)),
                     )
-                    continue
-                done.append(delivery)
             try:
                 storage.ack(done)
             except Exception as error:
@@ -116,51 +120,56 @@ class Dispatch:
                 with self._idle:
                     self._idle.notify_all()
 
-    def _handle(self, storage: Storage, message: bytes) -> None:
+    def _handle(self, storage: Storage, delivery: Any) -> bool:
+        """Dispatch one delivery to its subscription's consumer.
+
+        Returns True when it is to be acknowledged (the consumer succeeded),
+        False when the storage already took it back (a retry, a dead letter).
+        """
+        message = delivery.message
         try:
             event = decode(message)
         except MalformedMessage as error:
             reason = f"malformed message: {error}"
-            logger.warning("dead-lettering a malformed message: %s", error)
-            storage.dead_letter(message, reason)
+            logger.warning("dead-lettering a malformed message of %s: %s", delivery.subscription, error)
+            storage.dead_letter(delivery, message, reason)
             if self._hook_dead:
-                self._call_hook("rocketman_event_dead_lettered", event=None, consumer=None, reason=reason)
-            return
-        if event.consumer is None:
-            specs = self.consumers.for_name(event.name)
-            if not specs and self._debug:
-                logger.debug("no consumer for %s (id %s)", event.name, event.id)
-        else:
-            spec = self.consumers.by_identity.get(event.consumer)
-            if spec is None:
-                reason = f"the consumer {event.consumer} is not registered in this process"
-                logger.warning("dead-lettering %s (id %s): %s", event.name, event.id, reason)
-                storage.dead_letter(message, reason)
-                if self._hook_dead:
-                    self._call_hook("rocketman_event_dead_lettered", event=event,
-                                    consumer=event.consumer, reason=reason)
-                return
-            specs = (spec,)
-        payload = event.payload
+                self._call_hook("rocketman_event_dead_lettered", event=None,
+                                consumer=delivery.subscription, reason=reason)
+            return False
+        spec = self.consumers.by_name.get(delivery.subscription)
+        if spec is None:
+            reason = (
+                f"no consumer named {delivery.subscription} in the process that took it: its "
+                "code was removed or renamed (give consumers a name= that stays), or the "
+                "subscription is retired (`rocketman subscriptions remove`)"
+            )
+            logger.warning("dead-lettering %s (id %s): %s", event.name, event.id, reason)
+            storage.dead_letter(delivery, message, reason)
+            if self._hook_dead:
+                self._call_hook("rocketman_event_dead_lettered", event=event,
+                                consumer=delivery.subscription, reason=reason)
+            return False
+        if self._debug:
+            logger.debug("dispatching %s (id %s) to %s", event.name, event.id, spec.name)
         timed = self._hook_handled
-        for spec in specs:
-            if self._debug:
-                logger.debug("dispatching %s (id %s) to %s", event.name, event.id, spec.identity)
-            started = time.perf_counter() if timed else 0.0
-            try:
-                spec.invoke(payload, event)
-            except Exception as error:
-                self._failed(storage, event, spec, error)
-                continue
-            if timed:
-                self._call_hook("rocketman_event_handled", event=event, consumer=spec.identity,
-                                duration=time.perf_counter() - started)
+        started = time.perf_counter() if timed else 0.0
+        try:
+            spec.invoke(event.payload, event)
+        except Exception as error:
+            self._failed(storage, delivery, event, spec, error)
+            return False
+        if timed:
+            self._call_hook("rocketman_event_handled", event=event, consumer=spec.name,
+                            duration=time.perf_counter() - started)
+        return True
 
-    def _failed(self, storage: Storage, event: Event, spec: ConsumerSpec, error: Exception) -> None:
+    def _failed(self, storage: Storage, delivery: Any, event: Event, spec: ConsumerSpec,
+                error: Exception) -> None:
         settings = self.settings
         attempt = event.attempt + 1
         retry = event.attempt < settings.max_retries
-        message = encode_event(event, attempt=attempt, consumer=spec.identity)
+        message = encode_event(event, attempt=attempt, consumer=None)
         if retry:
             import random
 
@@ -168,22 +177,22 @@ class Dispatch:
             delay = random.uniform(base / 2, base)
             logger.error(
                 "consumer %s failed on %s (id %s, attempt %d of %d); retrying in %.2fs",
-                spec.identity, event.name, event.id, attempt, settings.max_retries + 1, delay,
+                spec.name, event.name, event.id, attempt, settings.max_retries + 1, delay,
                 exc_info=error,
             )
-            storage.retry_later(message, delay)
+            storage.retry_later(delivery, message, delay)
         else:
             reason = "".join(traceback.format_exception(type(error), error, error.__traceback__))
             logger.error(
                 "consumer %s failed on %s (id %s) %d times; dead-lettered",
-                spec.identity, event.name, event.id, attempt, exc_info=error,
+                spec.name, event.name, event.id, attempt, exc_info=error,
             )
-            storage.dead_letter(message, reason)
+            storage.dead_letter(delivery, message, reason)
         if self._hook_failed:
-            self._call_hook("rocketman_event_failed", event=event, consumer=spec.identity,
+            self._call_hook("rocketman_event_failed", event=event, consumer=spec.name,
                             error=error, will_retry=retry)
         if not retry and self._hook_dead:
-            self._call_hook("rocketman_event_dead_lettered", event=event, consumer=spec.identity,
+            self._call_hook("rocketman_event_dead_lettered", event=event, consumer=spec.name,
                             reason=str(error))
 
     def _dispatch_inline(self, event_id: str, name: str, payload: Any) -> None:
@@ -202,31 +211,9 @@ class Dispatch:
                 if first is None:
                     first = error
                 else:
-                    logger.error("consumer %s failed on %s", spec.identity, name, exc_info=error)
+                    logger.error("consumer %s failed on %s", spec.name, name, exc_info=error)
         if first is not None:
             raise first
-
-    # -- leases ------------------------------------------------------------
-
-    def _start_heartbeat(self, storage: Storage) -> None:
-        interval = getattr(storage, "renew_interval", None)
-        if not interval:
-            return
-        self._heartbeat_stop = stop = threading.Event()
-
-        def beat() -> None:
-            while not stop.wait(interval):
-                held = [d for batch in list(self._held.values()) for d in batch]
-                if not held:
-                    continue
-                try:
-                    storage.renew(held)
-                except Exception as error:
-                    logger.warning("could not renew the leases of %d messages: %s",
-                                   len(held), mask_url(str(error)))
-
-        self._heartbeat = threading.Thread(target=beat, name="rocketman-heartbeat", daemon=True)
-        self._heartbeat.start()
 
     def _call_hook(self, name: str, **kwargs: Any) -> None:
         try:

@@ -129,6 +129,7 @@ def rocketman_event_dead_lettered(event: Any, consumer: str | None, reason: str)
 
     :param event: the :class:`rocketman_core.Event`, or None when the message
         was not a valid envelope.
-    :param consumer: the consumer it was for, or None for a malformed message.
+    :param consumer: the name of the consumer (its subscription) the message
+        was for.
     :param reason: the reason stored with it.
     """

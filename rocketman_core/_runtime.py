@@ -12,8 +12,14 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any, TypeVar
 
 from ._config import Settings
-from ._consumers import Consumers, check_pattern, is_method_definition
-from ._contracts import Executor, Relay, Storage
+from ._consumers import (
+    Consumers,
+    check_pattern,
+    check_start,
+    check_subscription_name,
+    is_method_definition,
+)
+from ._contracts import STORAGE_CONTRACT, Executor, Relay, Storage, SubscriptionInfo
 from ._dead_letters import DeadLetterRecord, DeadLetters
 from ._dispatch import Dispatch
 from ._envelope import (
@@ -27,6 +33,7 @@ from ._envelope import (
     validate_name,
 )
 from ._errors import ConfigurationError
+from ._hosting import Hosting
 from ._plugins import Plugins
 from ._urls import mask_url
 
@@ -35,8 +42,6 @@ __all__ = ["DeadLetterRecord", "Rocketman"]
 logger = logging.getLogger("rocketman")
 
 F = TypeVar("F", bound=Callable[..., Any])
-
-
 
 class _Unset:
     """The default of a setting not given: it then comes from ROCKETMAN_*, else its default."""
@@ -48,7 +53,7 @@ class _Unset:
 _UNSET: Any = _Unset()
 
 
-class Rocketman(Dispatch, DeadLetters):
+class Rocketman(Dispatch, Hosting, DeadLetters):
     """One rocketman runtime: its settings, consumers, storage and workers.
 
     The module-level functions (``rocketman.emit``, ``rocketman.on_event``...)
@@ -59,6 +64,7 @@ class Rocketman(Dispatch, DeadLetters):
     def __init__(self, *, plugins: Plugins | None = None) -> None:
         self.plugins = plugins if plugins is not None else Plugins()
         self.consumers = Consumers()
+        self.consumers.listen(self._consumers_changed)
         self._settings: Settings | None = None
         self._debug = False
         self._new_locks()
@@ -85,6 +91,7 @@ class Rocketman(Dispatch, DeadLetters):
         self._hook_handled = False
         self._hook_failed = False
         self._hook_dead = False
+        self._reset_hosting()
 
     # -- configuration -----------------------------------------------------
 
@@ -104,6 +111,8 @@ class Rocketman(Dispatch, DeadLetters):
         batch_size: int = _UNSET,
         storage_options: dict[str, Any] = _UNSET,
         executor_options: dict[str, Any] = _UNSET,
+        subscription_stale_after: float = _UNSET,
+        subscription_expire_after: float = _UNSET,
     ) -> Settings:
         """Set how events are stored and run; unset settings come from ``ROCKETMAN_*``.
 
@@ -132,6 +141,8 @@ class Rocketman(Dispatch, DeadLetters):
             for spec in specs:
                 if isinstance(spec, str):
                     self.plugins.backend(kind, spec.split("://", 1)[0].lower())
+                elif kind == "storage":
+                    check_storage(spec)
                 else:
                     _check_contract(kind, spec, contract)
         with self._lock:
@@ -162,21 +173,32 @@ class Rocketman(Dispatch, DeadLetters):
 
     # -- consumers ---------------------------------------------------------
 
-    def on_event(self, pattern: str) -> Callable[[F], F]:
+    def on_event(
+        self, pattern: str, *, name: str | None = None, start: str = "parked"
+    ) -> Callable[[F], F]:
         """Register the decorated function for events named ``pattern``.
 
         ``pattern`` is an event name, or has ``*`` matching any characters
-        (``"user.*"``, ``"*"``). On a method of a :class:`Consumer` subclass
+        (``"user.*"``, ``"*"``); decorating a function twice makes it listen
+        to both. ``name`` is the consumer's subscription name in the storage
+        (default ``module:qualname``): give one so that moving or renaming
+        the function keeps its subscription. ``start="now"`` makes a new
+        subscription skip the parked events (those emitted before any
+        consumer matched them). On a method of a :class:`Consumer` subclass
         the method is registered when the class is defined.
         """
+        # A bad argument fails at the decorator, not at the first event.
+        check_pattern(pattern)
+        check_start(start)
+        if name is not None:
+            check_subscription_name(name)
 
         def decorate(function: F) -> F:
             if is_method_definition(function):
                 marks = function.__dict__.setdefault("__rocketman_events__", [])
-                marks.append(pattern)
-                check_pattern(pattern)  # a bad pattern fails at the decorator
+                marks.append((pattern, name, start))
             else:
-                self.consumers.add(pattern, function)
+                self.consumers.add(pattern, function, name=name, start=start)
             return function
 
         return decorate
@@ -208,8 +230,9 @@ class Rocketman(Dispatch, DeadLetters):
             except (TypeError, ValueError, RecursionError) as error:
                 raise payload_error(name, error) from None
             storage.push(
+                name,
                 f'{{"id":"{event_id}","name":{quoted},"emitted_at":{time.time():.3f},'
-                f'"attempt":0,"payload":{body}}}'.encode()
+                f'"attempt":0,"payload":{body}}}'.encode(),
             )
         if self._hook_emitted:
             self._call_hook("rocketman_event_emitted", event=Event(event_id, name, payload, time.time()))
@@ -232,9 +255,10 @@ class Rocketman(Dispatch, DeadLetters):
             for event_id, (name, payload) in zip(ids, pairs, strict=True):
                 self._dispatch_inline(event_id, name, payload)
         else:
-            storage.push_many(
-                [encode(name, payload, id=event_id) for event_id, (name, payload) in zip(ids, pairs, strict=True)]
-            )
+            storage.push_many([
+                (name, encode(name, payload, id=event_id))
+                for event_id, (name, payload) in zip(ids, pairs, strict=True)
+            ])
         if self._hook_emitted:
             now = time.time()
             for event_id, (name, payload) in zip(ids, pairs, strict=True):
@@ -251,6 +275,12 @@ class Rocketman(Dispatch, DeadLetters):
             settings = self.settings
             self.plugins.load()
             storage: Storage = self._build("storage", settings.storage, settings.storage_options)
+            if isinstance(settings.storage, str):
+                try:
+                    check_storage(storage, settings.storage)
+                except ConfigurationError:
+                    _close_quietly(storage)
+                    raise
             executor = self._build("executor", settings.executor, settings.executor_options)
             self._storage_owned = isinstance(settings.storage, str)
             self._executor = executor
@@ -260,8 +290,11 @@ class Rocketman(Dispatch, DeadLetters):
                 atexit.register(_shutdown_at_exit, weakref.ref(self))
                 self._atexit_registered = True
             if settings.worker_count > 0 and not self._synchronous:
-                executor.start(lambda stopping: self._work(storage, stopping), settings.worker_count)
+                # Register the subscriptions before the first emit returns,
+                # so that a monolith's own events reach its own consumers.
                 self._workers_running = True
+                self._host_consumers(storage)
+                executor.start(lambda stopping: self._work(storage, stopping), settings.worker_count)
                 self._start_heartbeat(storage)
             logger.info(
                 "rocketman ready: storage %s, executor %s, %d workers",
@@ -348,6 +381,7 @@ class Rocketman(Dispatch, DeadLetters):
                 # Tell the workers to stop before waking them: a worker woken
                 # first would start a new wait of `latency` seconds.
                 self._executor.stop(timeout=0)
+                self._wake_hosting()
                 interrupt = getattr(storage, "interrupt", None)
                 if interrupt is not None:
                     interrupt()
@@ -355,6 +389,8 @@ class Rocketman(Dispatch, DeadLetters):
                 if not stopped:
                     logger.warning("some rocketman workers did not stop within %.1fs", timeout)
             self._heartbeat_stop.set()
+            if self._workers_running:
+                self._leave(storage)
             try:
                 left = storage.stats()
             except Exception as error:
@@ -386,9 +422,23 @@ class Rocketman(Dispatch, DeadLetters):
     # -- stats -------------------------------------------------------------
 
     def stats(self) -> dict[str, int]:
-        """The storage's counts: queued, reserved, delayed, dead."""
+        """The storage's totals over every subscription: queued, reserved, delayed, dead, parked, dropped."""
         storage = self._storage or self._prepare()
         return storage.stats()
+
+    def subscriptions(self) -> list[SubscriptionInfo]:
+        """Every subscription in the storage, with its patterns, backlog and hosts."""
+        storage = self._storage or self._prepare()
+        return storage.subscriptions()
+
+    def remove_subscription(self, name: str) -> bool:
+        """Retire the subscription ``name`` with its backlog; return whether it existed.
+
+        Events emitted afterwards no longer reach it. A process that still
+        hosts it registers it again at its next keep-alive: stop those first.
+        """
+        storage = self._storage or self._prepare()
+        return storage.unsubscribe(name)
 
     # -- hooks and fork ----------------------------------------------------
 
@@ -406,6 +456,31 @@ class Rocketman(Dispatch, DeadLetters):
         # A storage object the user passed is reused: it is the setting.
         self._new_locks()
         self._reset_state()
+
+
+def check_storage(storage: Any, where: str | None = None) -> None:
+    """Raise :class:`ConfigurationError` unless ``storage`` meets the Storage contract this core speaks."""
+    label = mask_url(where) if where else repr(storage)
+    version = getattr(storage, "contract_version", None)
+    if version is None and not (hasattr(storage, "push") and hasattr(storage, "reserve")):
+        _check_contract("storage", storage, Storage)  # not a storage at all
+    version = 1 if version is None else version
+    if version != STORAGE_CONTRACT:
+        raise ConfigurationError(
+            f"the storage {label} implements rocketman's storage contract {version!r}, and this "
+            f"rocketman needs contract {STORAGE_CONTRACT}: push(name, message), subscribe(), "
+            "reserve(subscriptions, ...), retry_later(delivery, ...) and dead_letter(delivery, ...) "
+            "(see CONTRIBUTING.md, 'Storage contract 2'). Upgrade the storage's distribution, or "
+            "pin rocketman-core<0.2."
+        )
+    _check_contract("storage", storage, Storage)
+
+
+def _close_quietly(storage: Any) -> None:
+    try:
+        storage.close()
+    except Exception:
+        logger.debug("closing a refused storage failed", exc_info=True)
 
 
 def _check_contract(kind: str, spec: Any, contract: type) -> None:

@@ -54,7 +54,8 @@ def rocketman_app() -> Iterator[RecordingRocketman]:
     app = RecordingRocketman()
     app.configure(storage="memory", executor="inline")
     for spec in rocketman_core.current().consumers.all():
-        app.consumers.add(spec.pattern, spec.function, spec.owner)
+        for pattern in spec.patterns:
+            app.consumers.add(pattern, spec.function, spec.owner, name=spec.name, start=spec.start)
     with rocketman_core.using(app):
         yield app
     app.shutdown(timeout=5)
