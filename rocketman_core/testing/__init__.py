@@ -59,5 +59,6 @@ def __getattr__(name: str) -> Any:
     qualified = f"{__name__}.{module_name}"
     # The kits' asserts are their failure messages: have pytest rewrite them
     # (an editable install hides the package from pytest's own plugin scan).
-    pytest.register_assert_rewrite(qualified, f"{__name__}._deadlines")
+    pytest.register_assert_rewrite(qualified, f"{__name__}._deadlines",
+                                   f"{__name__}._routing_contract")
     return getattr(importlib.import_module(qualified), name)

@@ -1,7 +1,8 @@
 """The storage conformance kit: every promise of :class:`rocketman_core.Storage`, as tests.
 
 A storage runs it by subclassing :class:`StorageContract` in one of its test
-modules and providing a ``storage`` fixture::
+modules and providing a ``storage`` fixture (and, for a storage shared by
+processes, ``other_storage``)::
 
     class TestMyStorage(StorageContract):
         @pytest.fixture
@@ -9,6 +10,15 @@ modules and providing a ``storage`` fixture::
             s = MyStorage(...)   # fresh and EMPTY for every test
             yield s
             s.close()
+
+        @pytest.fixture
+        def other_storage(self, storage) -> Iterator[Storage]:
+            s = MyStorage(...)   # a second handle on the SAME data, as another process has
+            yield s
+            s.close()
+
+The tests of one queue's behaviour use one subscription, ``kit`` on the
+pattern ``kit.*``; the routing tests (:mod:`._routing_contract`) use several.
 """
 
 from __future__ import annotations
@@ -21,8 +31,8 @@ from typing import Any
 
 import pytest
 
-from .._contracts import STATS_KEYS, Storage
-from ._deadlines import wait_until
+from .._contracts import STATS_KEYS, STORAGE_CONTRACT, Storage, Subscription
+from ._routing_contract import RoutingContract, StorageKit
 
 __all__ = ["StorageContract"]
 
@@ -35,26 +45,31 @@ AWKWARD_MESSAGES = (
     bytes(range(256)) * 400,
 )
 
+KIT = ("kit",)
+EVENT = "kit.event"
+
 
 class _ReserveInThread:
     """A ``reserve`` blocked in another thread, and the moment it returned."""
 
-    def __init__(self, storage: Storage, timeout: float, max_count: int = 1) -> None:
+    def __init__(self, storage: Storage, timeout: float, max_count: int = 1,
+                 subscriptions: tuple[str, ...] = KIT) -> None:
         self.result: list[Any] | None = None
         self.error: BaseException | None = None
         self.returned_at: float | None = None
         self._started = threading.Event()
         self._thread = threading.Thread(
-            target=self._run, args=(storage, timeout, max_count),
+            target=self._run, args=(storage, subscriptions, timeout, max_count),
             name="rocketman-kit-reserve", daemon=True,
         )
         self._thread.start()
         self._started.wait(5)
 
-    def _run(self, storage: Storage, timeout: float, max_count: int) -> None:
+    def _run(self, storage: Storage, subscriptions: tuple[str, ...], timeout: float,
+             max_count: int) -> None:
         self._started.set()
         try:
-            self.result = storage.reserve(timeout, max_count)
+            self.result = storage.reserve(subscriptions, timeout, max_count)
         except BaseException as error:  # handed to the test thread by join()
             self.error = error
         finally:
@@ -70,12 +85,13 @@ class _ReserveInThread:
         return self.result
 
 
-class StorageContract:
+class StorageContract(RoutingContract, StorageKit):
     """Tests of the :class:`rocketman_core.Storage` promises; subclass it and provide ``storage``.
 
     The ``storage`` fixture yields a fresh, empty storage and closes it
-    afterwards. Storages behind a slow server can relax the timing with the
-    class attributes below.
+    afterwards; ``other_storage`` (default: the same object) a second handle
+    on the same data, as another process would open it. Storages behind a
+    slow server can relax the timing with the class attributes below.
     """
 
     #: The ``timeout`` of a reserve that is expected to find nothing, in seconds.
@@ -104,33 +120,22 @@ class StorageContract:
                     "yielding a fresh, empty storage")
         yield  # pragma: no cover
 
+    @pytest.fixture
+    def other_storage(self, storage: Storage) -> Storage:
+        """A second handle on the same data as ``storage``; override for a shared storage."""
+        return storage
+
+    @pytest.fixture
+    def kit(self, storage: Storage) -> Storage:
+        """``storage`` with the subscription ``kit`` on ``kit.*`` registered."""
+        storage.subscribe([Subscription("kit", ("kit.*",))], "kit-host")
+        return storage
+
     # -- helpers ---------------------------------------------------------
 
-    def _reserve_exactly(self, storage: Storage, count: int, max_count: int = 1) -> list[Any]:
-        """Reserve until ``count`` deliveries arrived, failing after ``settle_timeout``."""
-        deliveries: list[Any] = []
-        deadline = time.monotonic() + self.settle_timeout
-        while len(deliveries) < count:
-            remaining = deadline - time.monotonic()
-            assert remaining > 0, (
-                f"only {len(deliveries)} of {count} pushed messages could be reserved "
-                f"within {self.settle_timeout}s")
-            batch = storage.reserve(min(remaining, 1.0), max_count)
-            assert len(batch) <= max_count, f"reserve(max_count={max_count}) took {len(batch)}"
-            deliveries.extend(batch)
-        assert len(deliveries) == count, f"reserved {len(deliveries)} messages, {count} were queued"
-        return deliveries
-
-    def _assert_stats(self, storage: Storage, **expected: int) -> None:
-        counts = {key: 0 for key in STATS_KEYS}
-        counts.update(expected)
-        assert storage.stats() == counts
-
-    def _stats_become(self, storage: Storage, failure: str, **expected: int) -> None:
-        counts = {key: 0 for key in STATS_KEYS}
-        counts.update(expected)
-        wait_until(lambda: storage.stats() == counts, self.settle_timeout,
-                   f"{failure}: stats() stayed {storage.stats()}, expected {counts}")
+    def _push(self, storage: Storage, *messages: bytes) -> None:
+        for message in messages:
+            storage.push(EVENT, message)
 
     def _let_block(self, reserving: _ReserveInThread) -> None:
         # Nothing says from outside that a thread is inside a blocking call:
@@ -139,59 +144,67 @@ class StorageContract:
         time.sleep(self.block_settle)
         assert reserving.returned_at is None, "reserve returned before anything was queued"
 
+    def _one_dead_letter(self, storage: Storage, message: bytes, reason: str) -> None:
+        storage.push(EVENT, b"to be replaced")
+        [delivery] = self._reserve_exactly(storage, 1)
+        storage.dead_letter(delivery, message, reason)
+
+    # -- the contract's version ------------------------------------------
+
+    def test_declares_the_contract_version(self, storage: Storage) -> None:
+        """``contract_version`` says which contract the storage implements: this core's."""
+        assert getattr(storage, "contract_version", None) == STORAGE_CONTRACT, (
+            f"the storage must declare contract_version = {STORAGE_CONTRACT}")
+
     # -- push and reserve ------------------------------------------------
 
-    def test_reserve_returns_the_exact_bytes_pushed(self, storage: Storage) -> None:
+    def test_reserve_returns_the_exact_bytes_pushed(self, kit: Storage) -> None:
         """A message comes back byte for byte: NUL, non-UTF-8 bytes and 100 KB included."""
-        for message in AWKWARD_MESSAGES:
-            storage.push(message)
-        deliveries = self._reserve_exactly(storage, len(AWKWARD_MESSAGES))
+        self._push(kit, *AWKWARD_MESSAGES)
+        deliveries = self._reserve_exactly(kit, len(AWKWARD_MESSAGES))
         assert [d.message for d in deliveries] == list(AWKWARD_MESSAGES)
         assert all(type(d.message) is bytes for d in deliveries), "Delivery.message must be bytes"
+        assert {d.subscription for d in deliveries} == {"kit"}, "Delivery.subscription must name it"
 
-    def test_one_consumer_receives_messages_in_push_order(self, storage: Storage) -> None:
+    def test_one_consumer_receives_messages_in_push_order(self, kit: Storage) -> None:
         """With one consumer, messages are delivered in the order they were pushed (FIFO)."""
         pushed = [f"message {n}".encode() for n in range(20)]
-        for message in pushed:
-            storage.push(message)
-        received = [d.message for d in self._reserve_exactly(storage, len(pushed))]
+        self._push(kit, *pushed)
+        received = [d.message for d in self._reserve_exactly(kit, len(pushed))]
         assert received == pushed
 
-    def test_reserve_takes_several_ready_messages_up_to_max_count(self, storage: Storage) -> None:
+    def test_reserve_takes_several_ready_messages_up_to_max_count(self, kit: Storage) -> None:
         """``max_count`` is never exceeded, and more than one is taken when several are ready."""
         pushed = [f"batch {n}".encode() for n in range(10)]
-        for message in pushed:
-            storage.push(message)
-        first = storage.reserve(self.settle_timeout, 4)
+        self._push(kit, *pushed)
+        first = kit.reserve(KIT, self.settle_timeout, 4)
         assert 2 <= len(first) <= 4, (
             f"reserve(max_count=4) with 10 ready messages took {len(first)}: "
             "it must take more than one when they are ready at once, and never more than 4")
-        rest = self._reserve_exactly(storage, len(pushed) - len(first), max_count=4)
+        rest = self._reserve_exactly(kit, len(pushed) - len(first), max_count=4)
         assert [d.message for d in first + rest] == pushed
-        storage.ack(first + rest)
-        self._assert_stats(storage)
+        kit.ack(first + rest)
+        self._assert_stats(kit)
 
     def test_reserve_on_an_empty_storage_returns_nothing_after_about_timeout(
-        self, storage: Storage
+        self, kit: Storage
     ) -> None:
         """An empty storage blocks for about ``timeout`` (not much less, not much more), then []."""
         timeout = self.reserve_timeout
         started = time.monotonic()
-        result = storage.reserve(timeout, 5)
+        result = kit.reserve(KIT, timeout, 5)
         elapsed = time.monotonic() - started
         assert result == []
         assert elapsed >= timeout * 0.9, f"reserve({timeout}) gave up after {elapsed:.3f}s"
         assert elapsed <= timeout + self.timing_tolerance, (
             f"reserve({timeout}) returned only after {elapsed:.3f}s")
 
-    def test_a_blocked_reserve_wakes_promptly_when_a_message_is_pushed(
-        self, storage: Storage
-    ) -> None:
+    def test_a_blocked_reserve_wakes_promptly_when_a_message_is_pushed(self, kit: Storage) -> None:
         """A reserve waiting with a long timeout returns the message as soon as it is pushed."""
-        reserving = _ReserveInThread(storage, timeout=self.settle_timeout)
+        reserving = _ReserveInThread(kit, timeout=self.settle_timeout)
         self._let_block(reserving)
         pushed_at = time.monotonic()
-        storage.push(b"wake up")
+        kit.push(EVENT, b"wake up")
         deliveries = reserving.join(self.settle_timeout)
         assert [d.message for d in deliveries] == [b"wake up"]
         assert reserving.returned_at is not None
@@ -200,82 +213,112 @@ class StorageContract:
             f"the blocked reserve returned {latency:.3f}s after the push: it polls "
             "instead of waking up")
 
-    def test_push_many_queues_in_order(self, storage: Storage) -> None:
+    def test_push_many_queues_in_order(self, kit: Storage) -> None:
         """``push_many`` queues every message, in order; an empty list queues nothing."""
-        storage.push(b"before")
-        storage.push_many([])
-        storage.push_many([f"many {n}".encode() for n in range(50)] + [b"\xff\x00"])
-        storage.push(b"after")
+        kit.push(EVENT, b"before")
+        kit.push_many([])
+        kit.push_many([(EVENT, f"many {n}".encode()) for n in range(50)] + [(EVENT, b"\xff\x00")])
+        kit.push(EVENT, b"after")
         expected = [b"before", *(f"many {n}".encode() for n in range(50)), b"\xff\x00", b"after"]
-        self._assert_stats(storage, queued=len(expected))
-        received = [d.message for d in self._reserve_exactly(storage, len(expected), 10)]
+        self._assert_stats(kit, queued=len(expected))
+        received = [d.message for d in self._reserve_exactly(kit, len(expected), 10)]
         assert received == expected
 
     # -- acknowledging ---------------------------------------------------
 
-    def test_ack_removes_deliveries_from_reserved(self, storage: Storage) -> None:
+    def test_ack_removes_deliveries_from_reserved(self, kit: Storage) -> None:
         """A reserved message counts as ``reserved`` until acknowledged, then is gone."""
-        storage.push_many([b"one", b"two", b"three"])
-        deliveries = self._reserve_exactly(storage, 3)
-        self._assert_stats(storage, reserved=3)
-        storage.ack(deliveries[:1])
-        self._assert_stats(storage, reserved=2)
-        storage.ack(deliveries[1:])
-        self._assert_stats(storage)
-        assert storage.reserve(self.reserve_timeout) == [], "an acknowledged message came back"
+        self._push(kit, b"one", b"two", b"three")
+        deliveries = self._reserve_exactly(kit, 3)
+        self._assert_stats(kit, reserved=3)
+        kit.ack(deliveries[:1])
+        self._assert_stats(kit, reserved=2)
+        kit.ack(deliveries[1:])
+        self._assert_stats(kit)
+        assert kit.reserve(KIT, self.reserve_timeout) == [], "an acknowledged message came back"
 
-    def test_acknowledging_twice_changes_nothing(self, storage: Storage) -> None:
+    def test_acknowledging_twice_changes_nothing(self, kit: Storage) -> None:
         """A second ack of the same delivery is not an error and counts nothing twice."""
-        storage.push_many([b"acked twice", b"still reserved"])
-        first, second = self._reserve_exactly(storage, 2)
-        storage.ack([first])
-        storage.ack([first])
-        storage.ack([first, first])
-        self._assert_stats(storage, reserved=1)
-        storage.ack([second])
-        self._assert_stats(storage)
+        self._push(kit, b"acked twice", b"still reserved")
+        first, second = self._reserve_exactly(kit, 2)
+        kit.ack([first])
+        kit.ack([first])
+        kit.ack([first, first])
+        self._assert_stats(kit, reserved=1)
+        kit.ack([second])
+        self._assert_stats(kit)
 
-    def test_renew_accepts_reserved_deliveries(self, storage: Storage) -> None:
+    def test_renew_accepts_reserved_deliveries(self, kit: Storage) -> None:
         """``renew`` takes held deliveries (and an empty list) without error or side effect."""
-        storage.push_many([b"held", b"long"])
-        deliveries = self._reserve_exactly(storage, 2)
-        storage.renew(deliveries)
-        storage.renew([])
-        self._assert_stats(storage, reserved=2)
-        storage.ack(deliveries)
-        self._assert_stats(storage)
+        self._push(kit, b"held", b"long")
+        deliveries = self._reserve_exactly(kit, 2)
+        kit.renew(deliveries)
+        kit.renew([])
+        self._assert_stats(kit, reserved=2)
+        kit.ack(deliveries)
+        self._assert_stats(kit)
+
+    def test_release_gives_deliveries_back_to_the_front_in_order(self, kit: Storage) -> None:
+        """``release`` (optional) puts unhandled deliveries back first in line, in their order."""
+        release = getattr(kit, "release", None)
+        if release is None:
+            pytest.skip("the storage has no release(): the optional member is absent")
+        self._push(kit, b"first", b"second", b"third")
+        deliveries = self._reserve_exactly(kit, 3, max_count=3)
+        release(deliveries[1:])
+        self._assert_stats(kit, queued=2, reserved=1)
+        again = self._reserve_exactly(kit, 2, max_count=2)
+        assert [d.message for d in again] == [b"second", b"third"]
+        kit.ack([deliveries[0], *again])
+        self._assert_stats(kit)
 
     # -- retries ---------------------------------------------------------
 
-    def test_retry_later_keeps_a_message_delayed_until_it_is_due(self, storage: Storage) -> None:
+    def test_retry_later_keeps_a_message_delayed_until_it_is_due(self, kit: Storage) -> None:
         """A retried message is ``delayed`` and not reservable before its delay, queued after."""
         delay = self.retry_delay
+        kit.push(EVENT, b"first attempt")
+        [delivery] = self._reserve_exactly(kit, 1)
         scheduled = time.monotonic()
-        storage.retry_later(b"\xfe retry me", delay)
-        stats = storage.stats()
-        early = storage.reserve(delay / 4)
+        kit.retry_later(delivery, b"\xfe retry me", delay)
+        stats = kit.stats()
+        early = kit.reserve(KIT, delay / 4)
         # Judge only what happened before the due time: a stalled machine may
         # legitimately get here late.
         if time.monotonic() - scheduled < delay:
-            assert stats == {**dict.fromkeys(STATS_KEYS, 0), "delayed": 1}, stats
+            assert stats == {**dict.fromkeys(STATS_KEYS, 0), "delayed": 1}, (
+                f"retry_later must replace the delivery (reserved 0) by a delayed message: {stats}")
             assert early == [], "a delayed message was reserved before its due time"
         deliveries = early
         if not deliveries:
-            self._stats_become(storage, "a delayed message never became queued", queued=1)
+            self._stats_become(kit, "a delayed message never became queued", queued=1)
             due_after = time.monotonic() - scheduled
             assert due_after >= delay * 0.9, f"delayed {delay}s, it was queued after {due_after:.3f}s"
-            deliveries = self._reserve_exactly(storage, 1)
+            deliveries = self._reserve_exactly(kit, 1)
         assert [d.message for d in deliveries] == [b"\xfe retry me"]
-        storage.ack(deliveries)
-        self._assert_stats(storage)
+        assert deliveries[0].subscription == "kit", "a retry must come back to its subscription"
+        kit.ack(deliveries)
+        self._assert_stats(kit)
 
-    def test_a_blocked_reserve_wakes_when_a_delay_expires(self, storage: Storage) -> None:
+    def test_retry_later_of_a_delivery_no_longer_held_records_nothing(self, kit: Storage) -> None:
+        """Replacing an acknowledged delivery schedules nothing: the outcome is recorded once."""
+        kit.push(EVENT, b"done")
+        [delivery] = self._reserve_exactly(kit, 1)
+        kit.ack([delivery])
+        kit.retry_later(delivery, b"late retry", 0)
+        kit.dead_letter(delivery, b"late letter", "too late")
+        self._assert_stats(kit)
+        assert kit.reserve(KIT, self.reserve_timeout) == [], "a retry of an acked delivery came"
+
+    def test_a_blocked_reserve_wakes_when_a_delay_expires(self, kit: Storage) -> None:
         """A reserve blocked with a long timeout returns a retried message when it is due."""
-        reserving = _ReserveInThread(storage, timeout=self.settle_timeout)
+        kit.push(EVENT, b"first")
+        [delivery] = self._reserve_exactly(kit, 1)
+        reserving = _ReserveInThread(kit, timeout=self.settle_timeout)
         self._let_block(reserving)
         delay = self.retry_delay
         scheduled = time.monotonic()
-        storage.retry_later(b"due soon", delay)
+        kit.retry_later(delivery, b"due soon", delay)
         deliveries = reserving.join(self.settle_timeout)
         assert [d.message for d in deliveries] == [b"due soon"]
         assert reserving.returned_at is not None
@@ -286,68 +329,77 @@ class StorageContract:
 
     # -- dead letters ----------------------------------------------------
 
-    def test_dead_letters_keep_message_reason_and_time_oldest_first(
-        self, storage: Storage
+    def test_dead_letters_keep_message_reason_time_and_subscription_oldest_first(
+        self, kit: Storage
     ) -> None:
-        """Each dead letter has a unique id, the exact bytes, the reason and failed_at."""
+        """Each dead letter has a unique id, the exact bytes, the reason, failed_at, its subscription."""
         before = time.time()
-        storage.dead_letter(b"\xff first", "Traceback: ValueError: \u00e9chec")
-        storage.dead_letter(b"second", "second reason")
-        storage.dead_letter(b"third", "third reason")
+        self._push(kit, b"a", b"b", b"c")
+        deliveries = self._reserve_exactly(kit, 3, max_count=3)
+        self._assert_stats(kit, reserved=3)
+        for delivery, message, reason in zip(deliveries, (b"\xff first", b"second", b"third"), (
+                "Traceback: ValueError: \u00e9chec", "second reason", "third reason"), strict=True):
+            kit.dead_letter(delivery, message, reason)
         after = time.time()
-        letters = storage.dead_letters()
+        letters = kit.dead_letters()
         assert [letter.message for letter in letters] == [b"\xff first", b"second", b"third"]
         assert [letter.reason for letter in letters] == [
             "Traceback: ValueError: \u00e9chec", "second reason", "third reason"]
         assert len({letter.id for letter in letters}) == 3
         assert all(isinstance(letter.id, str) and letter.id for letter in letters)
+        assert [letter.subscription for letter in letters] == ["kit"] * 3
         for letter in letters:
             assert before - self.clock_tolerance <= letter.failed_at <= after + self.clock_tolerance
-        self._assert_stats(storage, dead=3)
+        self._assert_stats(kit, dead=3)
 
-    def test_dead_letters_limit(self, storage: Storage) -> None:
+    def test_dead_letters_limit(self, kit: Storage) -> None:
         """``dead_letters(limit=n)`` gives the n oldest."""
-        for n in range(5):
-            storage.dead_letter(f"letter {n}".encode(), "reason")
-        assert [x.message for x in storage.dead_letters(limit=2)] == [b"letter 0", b"letter 1"]
-        assert len(storage.dead_letters(limit=10)) == 5
-        assert len(storage.dead_letters()) == 5
+        self._push(kit, *(f"letter {n}".encode() for n in range(5)))
+        for delivery in self._reserve_exactly(kit, 5, max_count=5):
+            kit.dead_letter(delivery, delivery.message, "reason")
+        assert [x.message for x in kit.dead_letters(limit=2)] == [b"letter 0", b"letter 1"]
+        assert len(kit.dead_letters(limit=10)) == 5
+        assert len(kit.dead_letters()) == 5
 
-    def test_a_dead_letter_is_not_delivered(self, storage: Storage) -> None:
+    def test_a_dead_letter_is_not_delivered(self, kit: Storage) -> None:
         """A dead-lettered message is kept aside: reserve does not hand it out."""
-        storage.dead_letter(b"poison", "malformed")
-        assert storage.reserve(self.reserve_timeout) == []
-        self._assert_stats(storage, dead=1)
+        self._one_dead_letter(kit, b"poison", "malformed")
+        assert kit.reserve(KIT, self.reserve_timeout) == []
+        self._assert_stats(kit, dead=1)
 
-    def test_replay_dead_letters_queues_the_replacement_in_place(self, storage: Storage) -> None:
+    def test_replay_dead_letters_queues_the_replacement_in_place(self, kit: Storage) -> None:
         """Replaying queues the replacement, removes the letter, ignores unknown ids, counts."""
-        storage.dead_letter(b"failed a", "a")
-        storage.dead_letter(b"failed b", "b")
-        letter_a, letter_b = storage.dead_letters()
-        replayed = storage.replay_dead_letters(
-            {letter_a.id: b"replacement \xff a", "no-such-dead-letter": b"ignored"})
+        self._one_dead_letter(kit, b"failed a", "a")
+        self._one_dead_letter(kit, b"failed b", "b")
+        letter_a, letter_b = kit.dead_letters()
+        replayed = kit.replay_dead_letters({
+            letter_a.id: ("kit", b"replacement \xff a"),
+            "no-such-dead-letter": ("kit", b"ignored"),
+        })
         assert replayed == 1
-        assert [x.id for x in storage.dead_letters()] == [letter_b.id]
-        self._assert_stats(storage, queued=1, dead=1)
-        deliveries = self._reserve_exactly(storage, 1)
+        assert [x.id for x in kit.dead_letters()] == [letter_b.id]
+        self._assert_stats(kit, queued=1, dead=1)
+        deliveries = self._reserve_exactly(kit, 1)
         assert [d.message for d in deliveries] == [b"replacement \xff a"]
-        storage.ack(deliveries)
-        assert storage.replay_dead_letters({letter_a.id: b"again"}) == 0, "replayed twice"
-        assert storage.replay_dead_letters({}) == 0
-        self._assert_stats(storage, dead=1)
+        kit.ack(deliveries)
+        assert kit.replay_dead_letters({letter_a.id: ("kit", b"again")}) == 0, "replayed twice"
+        assert kit.replay_dead_letters({letter_b.id: ("no-such-subscription", b"x")}) == 0, (
+            "a dead letter was replayed into a subscription that does not exist")
+        assert kit.replay_dead_letters({}) == 0
+        self._assert_stats(kit, dead=1)
 
-    def test_purge_dead_letters_by_ids_and_all(self, storage: Storage) -> None:
+    def test_purge_dead_letters_by_ids_and_all(self, kit: Storage) -> None:
         """Purging deletes the named dead letters (unknown ids ignored), or all; returns counts."""
         for n in range(4):
-            storage.dead_letter(f"purge {n}".encode(), "reason")
-        letters = storage.dead_letters()
-        assert storage.purge_dead_letters([letters[1].id, "no-such-dead-letter"]) == 1
-        assert [x.id for x in storage.dead_letters()] == [letters[0].id, letters[2].id, letters[3].id]
-        assert storage.purge_dead_letters([]) == 0
-        assert storage.purge_dead_letters() == 3
-        assert storage.dead_letters() == []
-        assert storage.purge_dead_letters() == 0
-        self._assert_stats(storage)
+            self._one_dead_letter(kit, f"purge {n}".encode(), "reason")
+        letters = kit.dead_letters()
+        assert kit.purge_dead_letters([letters[1].id, "no-such-dead-letter"]) == 1
+        assert [x.id for x in kit.dead_letters()] == [letters[0].id, letters[2].id, letters[3].id]
+        assert kit.purge_dead_letters([]) == 0
+        assert kit.purge_dead_letters() == 3
+        assert kit.dead_letters() == []
+        assert kit.purge_dead_letters() == 0
+        self._assert_stats(kit)
 
     # -- stats and lifecycle ---------------------------------------------
 
@@ -358,29 +410,29 @@ class StorageContract:
         assert all(type(value) is int for value in stats.values()), stats
         assert stats == dict.fromkeys(STATS_KEYS, 0)
 
-    def test_stats_count_each_place(self, storage: Storage) -> None:
+    def test_stats_count_each_place(self, kit: Storage) -> None:
         """Each message counts in exactly one place: queued, reserved, delayed or dead."""
-        storage.push_many([b"q1", b"q2", b"q3"])
-        self._assert_stats(storage, queued=3)
-        deliveries = self._reserve_exactly(storage, 1)
-        self._assert_stats(storage, queued=2, reserved=1)
-        storage.retry_later(b"later", 3600)
-        self._assert_stats(storage, queued=2, reserved=1, delayed=1)
-        storage.dead_letter(b"dead", "reason")
-        self._assert_stats(storage, queued=2, reserved=1, delayed=1, dead=1)
-        storage.ack(deliveries)
-        self._assert_stats(storage, queued=2, delayed=1, dead=1)
+        self._push(kit, b"q1", b"q2", b"q3", b"q4", b"q5")
+        self._assert_stats(kit, queued=5)
+        first, second, third = self._reserve_exactly(kit, 3, max_count=3)
+        self._assert_stats(kit, queued=2, reserved=3)
+        kit.retry_later(second, b"later", 3600)
+        self._assert_stats(kit, queued=2, reserved=2, delayed=1)
+        kit.dead_letter(third, b"dead", "reason")
+        self._assert_stats(kit, queued=2, reserved=1, delayed=1, dead=1)
+        kit.ack([first])
+        self._assert_stats(kit, queued=2, delayed=1, dead=1)
 
-    def test_close_is_idempotent(self, storage: Storage) -> None:
+    def test_close_is_idempotent(self, kit: Storage) -> None:
         """Closing twice is not an error (the fixture closes a third time)."""
-        storage.push(b"left behind")
-        storage.close()
-        storage.close()
+        kit.push(EVENT, b"left behind")
+        kit.close()
+        kit.close()
 
     # -- threads ---------------------------------------------------------
 
     def test_concurrent_producers_and_consumers_deliver_each_message_once(
-        self, storage: Storage
+        self, kit: Storage
     ) -> None:
         """4 producers and 4 consumers at once: every message delivered once, stats zero after."""
         per_producer, batch = self.messages_per_producer, 16
@@ -394,18 +446,18 @@ class StorageContract:
             messages = [f"p{producer}-{n}".encode() for n in range(per_producer)]
             if producer % 2:  # half push one by one, half push_many in chunks
                 for start in range(0, per_producer, 50):
-                    storage.push_many(messages[start:start + 50])
+                    kit.push_many([(EVENT, m) for m in messages[start:start + 50]])
             else:
                 for message in messages:
-                    storage.push(message)
+                    kit.push(EVENT, message)
 
         def consume(consumer: int) -> None:
             while not done.is_set():
-                deliveries = storage.reserve(self.reserve_timeout, batch)
+                deliveries = kit.reserve(KIT, self.reserve_timeout, batch)
                 if not deliveries:
                     continue
                 received[consumer].extend(d.message for d in deliveries)
-                storage.ack(deliveries)
+                kit.ack(deliveries)
                 with lock:
                     total[0] += len(deliveries)
                     if total[0] >= len(expected):
@@ -433,4 +485,5 @@ class StorageContract:
         duplicated = [m for m, seen in counts.items() if seen > 1]
         assert not duplicated, f"{len(duplicated)} messages delivered twice, e.g. {duplicated[0]!r}"
         assert set(counts) == expected, f"{len(expected - set(counts))} messages lost"
-        self._assert_stats(storage)
+        self._assert_stats(kit)
+
