@@ -1,60 +1,131 @@
-"""The memory storage: a deque and a heap under one condition."""
+"""The memory storage: a deque and a heap per subscription, under one lock."""
 
 from __future__ import annotations
 
 import heapq
 import itertools
 import logging
+import re
 import threading
 import time
 from collections import deque
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 __all__ = ["MemoryStorage", "QueueFull"]
 
 logger = logging.getLogger("rocketman.memory")
+
+_ROUTE_CACHE_LIMIT = 10_000
 
 
 class QueueFull(RuntimeError):
     """A bounded memory storage stayed full for longer than ``full_timeout``."""
 
 
-class _Delivery:
-    __slots__ = ("acked", "message")
-
-    def __init__(self, message: bytes) -> None:
-        self.message = message
-        self.acked = False
-
-
-@dataclass(frozen=True)
-class _DeadLetter:
+class _DeadLetter(NamedTuple):
     # The same fields as rocketman_core.DeadLetter; this distribution does not
     # import the core at run time.
     id: str
     message: bytes
     reason: str
     failed_at: float
+    subscription: str | None = None
+
+
+class _Registration(NamedTuple):
+    # The same fields as rocketman_core.Registration.
+    name: str
+    created: bool
+    previous: tuple[str, ...] | None = None
+    parked: int = 0
+
+
+class _Info(NamedTuple):
+    # The same fields as rocketman_core.SubscriptionInfo.
+    name: str
+    patterns: tuple[str, ...]
+    counts: Mapping[str, int]
+    hosts: Mapping[str, float]
+    created_at: float
+    last_seen: float | None = None
+
+
+class _Watch:
+    """The reserves waiting on one set of subscriptions, and the condition they wait on."""
+
+    __slots__ = ("condition", "waiting")
+
+    def __init__(self, lock: threading.Lock) -> None:
+        self.condition = threading.Condition(lock)
+        self.waiting = 0
+
+
+class _Subscription:
+    """One subscription's queue, delayed heap, counts and the watches that include it."""
+
+    __slots__ = ("created_at", "delayed", "hosts", "last_seen", "name", "patterns", "queue",
+                 "regexes", "reserved", "watches")
+
+    def __init__(self, name: str, patterns: tuple[str, ...]) -> None:
+        self.name = name
+        self.queue: deque[bytes] = deque()
+        self.delayed: list[tuple[float, int, bytes]] = []
+        self.reserved = 0
+        self.watches: list[_Watch] = []
+        self.hosts: dict[str, float] = {}
+        self.last_seen: float | None = None
+        self.created_at = time.time()
+        self.patterns: tuple[str, ...] = ()
+        self.regexes: list[re.Pattern[str]] = []
+        self.set_patterns(patterns)
+
+    def set_patterns(self, patterns: tuple[str, ...]) -> None:
+        self.patterns = tuple(patterns)
+        self.regexes = [
+            re.compile(".*".join(re.escape(part) for part in pattern.split("*")) + r"\Z")
+            for pattern in self.patterns
+        ]
+
+    def matches(self, name: str) -> bool:
+        return any(regex.match(name) for regex in self.regexes)
+
+
+class _Delivery:
+    __slots__ = ("_owner", "acked", "message", "subscription")
+
+    def __init__(self, message: bytes, owner: _Subscription) -> None:
+        self.message = message
+        self.subscription = owner.name
+        self._owner = owner
+        self.acked = False
+
+    def __repr__(self) -> str:
+        return f"<memory delivery for {self.subscription} ({len(self.message)} bytes)>"
 
 
 class MemoryStorage:
-    """A queue in this process's memory: fast, and lost if the process dies.
+    """Subscriptions in this process's memory: fast, and lost if the process dies.
 
-    ``collections.deque`` and one ``threading.Condition``: a push takes the
-    lock once, and a worker takes every ready message it is due under one
-    acquisition (``queue.Queue`` takes two locks per put and per get). Retries
-    wait in a heap ordered by due time, checked by the same condition's
-    timeout.
+    Each subscription has a ``collections.deque`` and a heap of delayed
+    retries, all under one lock: a push takes the lock once (whatever the
+    number of subscriptions it routes to), and a worker takes every ready
+    message it is due under one acquisition (``queue.Queue`` takes two locks
+    per put and per get). Reserves wait on a condition per set of
+    subscriptions, so a push wakes a worker that hosts the subscription it
+    filled. An event no subscription matches is counted in
+    ``stats()["dropped"]`` and dropped, as blinker drops a signal nobody
+    receives: every consumer of a memory storage lives in this process.
 
-    :param maxsize: the most queued messages; 0 (default) is unbounded. When
-        full, ``push`` blocks until a worker takes one, up to ``full_timeout``
-        seconds, then raises :class:`QueueFull`: producers slow down to the
-        consumers' pace instead of growing memory without bound.
+    :param maxsize: the most queued messages, over every subscription; 0
+        (default) is unbounded. When full, ``push`` blocks until a worker
+        takes one, up to ``full_timeout`` seconds, then raises
+        :class:`QueueFull`: producers slow down to the consumers' pace
+        instead of growing memory without bound.
     :param full_timeout: see ``maxsize``.
     """
 
+    contract_version = 2
     durable = False
 
     def __init__(self, maxsize: int | str = 0, full_timeout: float | str = 10.0,
@@ -70,46 +141,159 @@ class MemoryStorage:
         if self.maxsize < 0:
             raise ValueError(f"memory storage: maxsize must be 0 or more, not {self.maxsize}")
         self._lock = threading.Lock()
-        self._ready = threading.Condition(self._lock)
         self._not_full = threading.Condition(self._lock)
-        self._queue: deque[bytes] = deque()
-        self._delayed: list[tuple[float, int, bytes]] = []
+        self._subscriptions: dict[str, _Subscription] = {}
+        self._routes: dict[str, tuple[_Subscription, ...]] = {}
+        self._watches: dict[tuple[str, ...], _Watch] = {}
+        self._queued = 0  # over every subscription, for maxsize
+        self._rotation = itertools.count()
         self._order = itertools.count()
-        self._reserved = 0
-        self._waiting = 0
         self._interrupts = 0
+        self._dropped = 0
         self._dead: dict[str, _DeadLetter] = {}
         self._dead_ids = itertools.count(1)
 
-    # -- pushing ---------------------------------------------------------
+    # -- subscriptions -----------------------------------------------------
 
-    def push(self, message: bytes) -> None:
-        """Queue one message; with ``maxsize``, wait for room."""
+    def subscribe(self, subscriptions: Sequence[Any], host: str) -> list[Any]:
+        """Create or update subscriptions (newest patterns win), hosted by ``host``."""
+        now = time.time()
+        done = []
         with self._lock:
-            if self.maxsize and len(self._queue) >= self.maxsize:
-                self._wait_for_room()
-            self._queue.append(message)
-            if self._waiting:
-                self._ready.notify()
+            for subscription in subscriptions:
+                name, patterns = subscription.name, tuple(subscription.patterns)
+                existing = self._subscriptions.get(name)
+                if existing is None:
+                    existing = self._subscriptions[name] = _Subscription(name, patterns)
+                    for key, watch in self._watches.items():
+                        if name in key:
+                            existing.watches.append(watch)
+                    done.append(_Registration(name, True))
+                elif existing.patterns != patterns:
+                    previous = existing.patterns
+                    existing.set_patterns(patterns)
+                    done.append(_Registration(name, False, previous))
+                else:
+                    done.append(_Registration(name, False))
+                existing.hosts[host] = existing.last_seen = now
+            self._routes = {}
+        return done
 
-    def push_many(self, messages: Sequence[bytes]) -> None:
-        """Queue several messages in order, under one lock when there is room."""
+    def keep_alive(self, host: str, names: Sequence[str]) -> list[str]:
+        """Record that ``host`` hosts ``names`` now; return the names that do not exist."""
+        now = time.time()
+        missing = []
         with self._lock:
-            for message in messages:
-                if self.maxsize and len(self._queue) >= self.maxsize:
-                    self._wait_for_room()
-                self._queue.append(message)
-            if self._waiting:
-                self._ready.notify(len(messages))
+            for name in names:
+                subscription = self._subscriptions.get(name)
+                if subscription is None:
+                    missing.append(name)
+                else:
+                    subscription.hosts[host] = subscription.last_seen = now
+        return missing
 
-    def _wait_for_room(self) -> None:
+    def leave(self, host: str, names: Sequence[str]) -> None:
+        """``host`` no longer hosts ``names``; they stay."""
+        now = time.time()
+        with self._lock:
+            for name in names:
+                subscription = self._subscriptions.get(name)
+                if subscription is not None and subscription.hosts.pop(host, None) is not None:
+                    subscription.last_seen = now
+
+    def unsubscribe(self, name: str) -> bool:
+        """Remove a subscription with its queue, retries and dead letters."""
+        with self._lock:
+            subscription = self._subscriptions.pop(name, None)
+            if subscription is None:
+                return False
+            self._queued -= len(subscription.queue)
+            subscription.queue.clear()
+            subscription.delayed.clear()
+            self._dead = {i: d for i, d in self._dead.items() if d.subscription != name}
+            self._routes = {}
+            if self.maxsize:
+                self._not_full.notify_all()
+            return True
+
+    def subscriptions(self) -> list[Any]:
+        """Every subscription with its patterns, counts and hosts."""
+        with self._lock:
+            now = time.monotonic()
+            dead: dict[str | None, int] = {}
+            for letter in self._dead.values():
+                dead[letter.subscription] = dead.get(letter.subscription, 0) + 1
+            infos = []
+            for name in sorted(self._subscriptions):
+                subscription = self._subscriptions[name]
+                self._promote(subscription, now)
+                infos.append(_Info(name, subscription.patterns, {
+                    "queued": len(subscription.queue),
+                    "reserved": subscription.reserved,
+                    "delayed": len(subscription.delayed),
+                    "dead": dead.get(name, 0),
+                }, dict(subscription.hosts), subscription.created_at, subscription.last_seen))
+            return infos
+
+    def _route(self, name: str) -> tuple[_Subscription, ...]:
+        found = tuple(s for s in self._subscriptions.values() if s.matches(name))
+        if len(self._routes) >= _ROUTE_CACHE_LIMIT:
+            self._routes = {}
+        self._routes[name] = found
+        return found
+
+    # -- pushing -----------------------------------------------------------
+
+    def push(self, name: str, message: bytes) -> None:
+        """Queue ``message`` for every subscription matching ``name``; with ``maxsize``, wait for room."""
+        with self._lock:
+            targets = self._routes.get(name)
+            if targets is None:
+                targets = self._route(name)
+            if not targets:
+                self._dropped += 1
+                return
+            if self.maxsize and self._queued + len(targets) > self.maxsize:
+                self._wait_for_room(len(targets))
+            for subscription in targets:
+                subscription.queue.append(message)
+                for watch in subscription.watches:
+                    if watch.waiting:
+                        watch.condition.notify()
+            self._queued += len(targets)
+
+    def push_many(self, events: Sequence[tuple[str, bytes]]) -> None:
+        """Queue several events in order, under one lock when there is room."""
+        with self._lock:
+            routes = self._routes
+            woken: set[_Subscription] = set()
+            for name, message in events:
+                targets = routes.get(name)
+                if targets is None:
+                    targets = self._route(name)
+                    routes = self._routes
+                if not targets:
+                    self._dropped += 1
+                    continue
+                if self.maxsize and self._queued + len(targets) > self.maxsize:
+                    self._wake(woken)
+                    woken = set()
+                    self._wait_for_room(len(targets))
+                for subscription in targets:
+                    subscription.queue.append(message)
+                    woken.add(subscription)
+                self._queued += len(targets)
+            self._wake(woken)
+
+    def _wake(self, subscriptions: set[_Subscription]) -> None:
+        for subscription in subscriptions:
+            for watch in subscription.watches:
+                if watch.waiting:
+                    watch.condition.notify(len(subscription.queue))
+
+    def _wait_for_room(self, needed: int) -> None:
         deadline = time.monotonic() + self.full_timeout
-        if self._waiting:
-            # push_many notifies once at the end of its batch; a batch larger
-            # than the room left gets here first, and the workers that would
-            # make room must not sleep on messages already queued.
-            self._ready.notify(len(self._queue))
-        while len(self._queue) >= self.maxsize:
+        while self._queued + needed > max(self.maxsize, needed):
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise QueueFull(
@@ -119,95 +303,162 @@ class MemoryStorage:
                 )
             self._not_full.wait(remaining)
 
-    # -- reserving -------------------------------------------------------
+    # -- reserving ---------------------------------------------------------
 
-    def _promote(self, now: float) -> None:
-        delayed = self._delayed
+    def _promote(self, subscription: _Subscription, now: float) -> int:
+        delayed = subscription.delayed
+        moved = 0
         while delayed and delayed[0][0] <= now:
-            self._queue.append(heapq.heappop(delayed)[2])
+            subscription.queue.append(heapq.heappop(delayed)[2])
+            moved += 1
+        self._queued += moved
+        return moved
 
-    def reserve(self, timeout: float, max_count: int = 1) -> list[Any]:
-        """Take up to ``max_count`` ready messages, blocking up to ``timeout``."""
+    def _watch(self, names: tuple[str, ...]) -> _Watch:
+        watch = self._watches.get(names)
+        if watch is None:
+            watch = self._watches[names] = _Watch(self._lock)
+            for name in names:
+                subscription = self._subscriptions.get(name)
+                if subscription is not None:
+                    subscription.watches.append(watch)
+        return watch
+
+    def reserve(self, subscriptions: Sequence[str], timeout: float, max_count: int = 1) -> list[Any]:
+        """Take up to ``max_count`` ready messages of ``subscriptions``, fairly, blocking up to ``timeout``."""
         deadline = time.monotonic() + timeout
+        names = tuple(subscriptions)
         with self._lock:
             interrupts = self._interrupts
+            watch = self._watch(names)
             while True:
-                if self._delayed:
-                    self._promote(time.monotonic())
-                queue = self._queue
-                if queue:
-                    count = min(max_count, len(queue))
-                    if self._waiting and count > 1:
-                        # Leave a share for the workers that are waiting too.
-                        count = min(count, -(-len(queue) // (self._waiting + 1)))
-                    taken = [_Delivery(queue.popleft()) for _ in range(count)]
-                    self._reserved += count
-                    if self.maxsize:
-                        self._not_full.notify(count)
-                    return taken
+                hosted = [s for s in map(self._subscriptions.get, names) if s is not None]
                 now = time.monotonic()
+                due_at = float("inf")
+                for subscription in hosted:
+                    if subscription.delayed:
+                        self._promote(subscription, now)
+                        if subscription.delayed:
+                            due_at = min(due_at, subscription.delayed[0][0])
+                taken = self._take(hosted, max_count, watch.waiting) if self._queued else []
+                if taken:
+                    return taken
                 remaining = deadline - now
                 if remaining <= 0 or interrupts != self._interrupts:
                     return []
-                if self._delayed:
-                    remaining = min(remaining, self._delayed[0][0] - now)
-                self._waiting += 1
+                watch.waiting += 1
                 try:
-                    self._ready.wait(remaining)
+                    watch.condition.wait(min(remaining, due_at - now))
                 finally:
-                    self._waiting -= 1
+                    watch.waiting -= 1
+
+    def _take(self, hosted: list[_Subscription], max_count: int, waiting: int) -> list[_Delivery]:
+        """Take from the hosted queues, starting at a rotating one, so none starves."""
+        count = len(hosted)
+        if not count:
+            return []
+        first = next(self._rotation) % count
+        taken: list[_Delivery] = []
+        for step in range(count):
+            subscription = hosted[(first + step) % count]
+            queue = subscription.queue
+            if not queue:
+                continue
+            want = min(max_count - len(taken), len(queue))
+            if waiting and want > 1:
+                # Leave a share for the workers that are waiting too.
+                want = min(want, -(-len(queue) // (waiting + 1)))
+            taken.extend(_Delivery(queue.popleft(), subscription) for _ in range(want))
+            subscription.reserved += want
+            if len(taken) >= max_count:
+                break
+        if taken:
+            self._queued -= len(taken)
+            if self.maxsize:
+                self._not_full.notify(len(taken))
+        return taken
 
     def interrupt(self) -> None:
         """Wake every worker blocked in ``reserve`` now, so that it can stop."""
         with self._lock:
             self._interrupts += 1
-            self._ready.notify_all()
+            for watch in self._watches.values():
+                watch.condition.notify_all()
+
+    def _settle(self, delivery: _Delivery) -> bool:
+        """Mark ``delivery`` done; False when it already was (or its subscription is gone)."""
+        if delivery.acked:
+            return False
+        delivery.acked = True
+        owner = delivery._owner
+        if owner.reserved > 0:
+            owner.reserved -= 1
+        return self._subscriptions.get(owner.name) is owner
 
     def ack(self, deliveries: Sequence[Any]) -> None:
         """Forget the deliveries; acknowledging one twice changes nothing."""
         with self._lock:
             for delivery in deliveries:
-                if not delivery.acked:
-                    delivery.acked = True
-                    self._reserved -= 1
-            if self._reserved < 0:  # acknowledged after close(), which forgot them
-                self._reserved = 0
+                self._settle(delivery)
+
+    def release(self, deliveries: Sequence[Any]) -> None:
+        """Give unhandled deliveries back to the front of their queues, in order."""
+        with self._lock:
+            for delivery in reversed(deliveries):
+                if self._settle(delivery):
+                    delivery._owner.queue.appendleft(delivery.message)
+                    self._queued += 1
+                    for watch in delivery._owner.watches:
+                        if watch.waiting:
+                            watch.condition.notify()
 
     def renew(self, deliveries: Sequence[Any]) -> None:
         """Nothing to renew: memory deliveries have no lease."""
 
-    # -- retries and dead letters ----------------------------------------
+    # -- retries and dead letters ------------------------------------------
 
-    def retry_later(self, message: bytes, delay: float) -> None:
-        """Keep ``message`` in the heap until ``delay`` seconds from now."""
+    def retry_later(self, delivery: Any, message: bytes, delay: float) -> None:
+        """Replace ``delivery`` by ``message`` in its subscription's heap, due ``delay`` seconds from now."""
         with self._lock:
-            heapq.heappush(self._delayed, (time.monotonic() + delay, next(self._order), message))
-            if self._waiting:
-                # A waiting worker must shorten its wait to the new due time.
-                self._ready.notify()
+            if not self._settle(delivery):
+                return
+            owner = delivery._owner
+            heapq.heappush(owner.delayed, (time.monotonic() + delay, next(self._order), message))
+            for watch in owner.watches:
+                if watch.waiting:
+                    # A waiting worker must shorten its wait to the new due time.
+                    watch.condition.notify()
 
-    def dead_letter(self, message: bytes, reason: str) -> None:
-        """Keep ``message`` aside with ``reason``."""
+    def dead_letter(self, delivery: Any, message: bytes, reason: str) -> None:
+        """Replace ``delivery`` by the dead letter ``message`` with ``reason``."""
         with self._lock:
+            if not self._settle(delivery):
+                return
             letter_id = str(next(self._dead_ids))
-            self._dead[letter_id] = _DeadLetter(letter_id, message, reason, time.time())
+            self._dead[letter_id] = _DeadLetter(letter_id, message, reason, time.time(),
+                                                delivery.subscription)
 
-    def dead_letters(self, limit: int | None = None) -> list[Any]:
+    def dead_letters(self, limit: int | None = None, subscription: str | None = None) -> list[Any]:
         """The dead letters, oldest first."""
         with self._lock:
-            letters = list(self._dead.values())
+            letters = [d for d in self._dead.values()
+                       if subscription is None or d.subscription == subscription]
         return letters[:limit] if limit is not None else letters
 
-    def replay_dead_letters(self, replacements: Mapping[str, bytes]) -> int:
-        """Queue each replacement in place of its dead letter, atomically."""
+    def replay_dead_letters(self, replacements: Mapping[str, tuple[str, bytes]]) -> int:
+        """Queue each replacement for its subscription in place of its dead letter, atomically."""
         with self._lock:
             replayed = 0
-            for letter_id, message in replacements.items():
-                if self._dead.pop(letter_id, None) is not None:
-                    self._queue.append(message)
-                    replayed += 1
-            if replayed and self._waiting:
-                self._ready.notify(replayed)
+            for letter_id, (name, message) in replacements.items():
+                subscription = self._subscriptions.get(name)
+                if subscription is None or self._dead.pop(letter_id, None) is None:
+                    continue
+                subscription.queue.append(message)
+                self._queued += 1
+                replayed += 1
+                for watch in subscription.watches:
+                    if watch.waiting:
+                        watch.condition.notify()
             return replayed
 
     def purge_dead_letters(self, ids: Sequence[str] | None = None) -> int:
@@ -219,28 +470,38 @@ class MemoryStorage:
                 return count
             return sum(self._dead.pop(i, None) is not None for i in ids)
 
-    # -- stats and lifecycle ---------------------------------------------
+    # -- stats and lifecycle -----------------------------------------------
 
     def stats(self) -> dict[str, int]:
-        """A consistent snapshot of the counts."""
+        """A consistent snapshot of the totals."""
         with self._lock:
-            if self._delayed:
-                self._promote(time.monotonic())
+            now = time.monotonic()
+            reserved = delayed = 0
+            for subscription in self._subscriptions.values():
+                if subscription.delayed:
+                    self._promote(subscription, now)
+                    delayed += len(subscription.delayed)
+                reserved += subscription.reserved
             return {
-                "queued": len(self._queue),
-                "reserved": self._reserved,
-                "delayed": len(self._delayed),
+                "queued": self._queued,
+                "reserved": reserved,
+                "delayed": delayed,
                 "dead": len(self._dead),
+                "parked": 0,
+                "dropped": self._dropped,
             }
 
     def close(self) -> None:
         """Drop everything held (the core counts it in a warning first)."""
         with self._lock:
-            self._queue.clear()
-            self._delayed.clear()
-            self._reserved = 0
+            for subscription in self._subscriptions.values():
+                subscription.queue.clear()
+                subscription.delayed.clear()
+                subscription.reserved = 0
+            self._queued = 0
             self._interrupts += 1
-            self._ready.notify_all()
+            for watch in self._watches.values():
+                watch.condition.notify_all()
 
     def __repr__(self) -> str:
-        return f"MemoryStorage(maxsize={self.maxsize})"
+        return f"MemoryStorage(maxsize={self.maxsize}, subscriptions={len(self._subscriptions)})"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from rocketman_memory import MemoryStorage, QueueFull, register_storages
 
-from rocketman_core import Storage
+from rocketman_core import Storage, Subscription
 from rocketman_core.testing import StorageContract
 
 
@@ -22,6 +22,13 @@ class TestMemoryStorage(StorageContract):
         storage = MemoryStorage()
         yield storage
         storage.close()
+
+
+def _subscribed(**options: Any) -> MemoryStorage:
+    """A memory storage with one subscription, ``s`` on every event."""
+    storage = MemoryStorage(**options)
+    storage.subscribe([Subscription("s", ("*",))], "test")
+    return storage
 
 
 def _in_thread(call: Any) -> tuple[threading.Thread, dict[str, Any]]:
@@ -41,11 +48,11 @@ def _in_thread(call: Any) -> tuple[threading.Thread, dict[str, Any]]:
 
 def test_a_full_queue_makes_push_wait_then_raise_queue_full() -> None:
     """With maxsize, a push into a full queue waits ``full_timeout``, then says why it failed."""
-    storage = MemoryStorage(maxsize=2, full_timeout=0.3)
-    storage.push_many([b"one", b"two"])
+    storage = _subscribed(maxsize=2, full_timeout=0.3)
+    storage.push_many([("e", b"one"), ("e", b"two")])
     began = time.monotonic()
     with pytest.raises(QueueFull) as raised:
-        storage.push(b"three")
+        storage.push("e", b"three")
     waited = time.monotonic() - began
     assert 0.25 <= waited < 2.0, f"push waited {waited:.2f}s for room, full_timeout is 0.3s"
     message = str(raised.value)
@@ -56,52 +63,52 @@ def test_a_full_queue_makes_push_wait_then_raise_queue_full() -> None:
 
 def test_push_many_into_a_full_queue_raises_queue_full() -> None:
     """``push_many`` waits for room for each message, like ``push``."""
-    storage = MemoryStorage(maxsize=2, full_timeout=0.2)
+    storage = _subscribed(maxsize=2, full_timeout=0.2)
     with pytest.raises(QueueFull):
-        storage.push_many([b"one", b"two", b"three"])
+        storage.push_many([("e", b"one"), ("e", b"two"), ("e", b"three")])
 
 
 def _until_blocked(storage: MemoryStorage, timeout: float = 5.0) -> None:
     """Wait until a reserve of another thread is blocked in the storage's condition."""
     deadline = time.monotonic() + timeout
-    while storage._waiting < 1:
+    while sum(watch.waiting for watch in storage._watches.values()) < 1:
         assert time.monotonic() < deadline, "the reserve never blocked"
         time.sleep(0.001)
 
 
 def test_a_waiting_push_goes_on_as_soon_as_a_worker_makes_room() -> None:
     """A push blocked on a full queue returns as soon as a reserve takes a message."""
-    storage = MemoryStorage(maxsize=1, full_timeout=10)
-    storage.push(b"first")
-    thread, outcome = _in_thread(lambda: storage.push(b"second"))
+    storage = _subscribed(maxsize=1, full_timeout=10)
+    storage.push("e", b"first")
+    thread, outcome = _in_thread(lambda: storage.push("e", b"second"))
     time.sleep(0.1)  # let the push block on the full queue before making room
     assert "at" not in outcome, "push did not wait for room"
     made_room = time.monotonic()
-    [delivery] = storage.reserve(1.0)
+    [delivery] = storage.reserve(("s",), 1.0)
     thread.join(5)
     assert "error" not in outcome, outcome
     assert outcome["at"] - made_room < 0.5, "the waiting push did not wake up when room was made"
     assert delivery.message == b"first"
-    assert [d.message for d in storage.reserve(1.0)] == [b"second"]
+    assert [d.message for d in storage.reserve(("s",), 1.0)] == [b"second"]
 
 
 def test_interrupt_wakes_a_blocked_reserve() -> None:
     """``interrupt()`` (called by the core at shutdown) makes a blocked reserve return []."""
-    storage = MemoryStorage()
-    thread, outcome = _in_thread(lambda: storage.reserve(30.0))
+    storage = _subscribed()
+    thread, outcome = _in_thread(lambda: storage.reserve(("s",), 30.0))
     _until_blocked(storage)
     interrupted = time.monotonic()
     storage.interrupt()
     thread.join(5)
     assert outcome.get("result") == [], outcome
     assert outcome["at"] - interrupted < 0.5, "interrupt() did not wake the reserve"
-    storage.push(b"after")
-    assert [d.message for d in storage.reserve(1.0)] == [b"after"], "interrupt() broke reserve"
+    storage.push("e", b"after")
+    assert [d.message for d in storage.reserve(("s",), 1.0)] == [b"after"], "interrupt() broke reserve"
 
 
 def test_options_from_a_url_arrive_as_strings() -> None:
     """``memory://?maxsize=5&full_timeout=0.5`` passes strings; they are converted."""
-    storage = MemoryStorage(maxsize="5", full_timeout="0.5", url="memory://")
+    storage = _subscribed(maxsize="5", full_timeout="0.5", url="memory://")
     assert (storage.maxsize, storage.full_timeout) == (5, 0.5)
 
 
@@ -129,13 +136,13 @@ def test_the_plugin_registers_the_memory_storage_through_register_storages() -> 
 
 def test_push_many_beyond_maxsize_feeds_a_waiting_worker_while_it_waits_for_room() -> None:
     """A batch larger than the room left wakes blocked workers with what it queued so far."""
-    storage = MemoryStorage(maxsize=2, full_timeout=5)
+    storage = _subscribed(maxsize=2, full_timeout=5)
     received: list[bytes] = []
     stop = threading.Event()
 
     def worker() -> None:
         while not stop.is_set() and len(received) < 5:
-            deliveries = storage.reserve(30.0)  # long: only a notification wakes it in time
+            deliveries = storage.reserve(("s",), 30.0)  # long: only a notification wakes it in time
             received.extend(d.message for d in deliveries)
             storage.ack(deliveries)
 
@@ -144,7 +151,7 @@ def test_push_many_beyond_maxsize_feeds_a_waiting_worker_while_it_waits_for_room
     _until_blocked(storage)
     began = time.monotonic()
     try:
-        storage.push_many([b"1", b"2", b"3", b"4", b"5"])
+        storage.push_many([("e", m) for m in (b"1", b"2", b"3", b"4", b"5")])
     finally:
         took = time.monotonic() - began
         stop.set()
