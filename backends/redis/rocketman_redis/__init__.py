@@ -21,7 +21,8 @@ if TYPE_CHECKING:
 __all__ = ["KeyLayout", "RedisStorage", "StorageError", "StorageUnavailable", "register_storages"]
 
 #: The options the factory takes (``storage_options`` or a URL's query string).
-OPTIONS = ("url", "client", "namespace", "lease", "connect_timeout", "socket_timeout")
+OPTIONS = ("url", "client", "namespace", "lease", "connect_timeout", "socket_timeout",
+           "park_limit", "park_max_age")
 
 
 def __getattr__(name: str) -> Any:

@@ -1,15 +1,47 @@
 """The key layout of one namespace: which Redis key holds what.
 
-Every key starts with the namespace in braces, ``{rocketman}:queue``: the
+Every key starts with the namespace in braces, ``{rocketman}:...``: the
 braces are a Redis Cluster *hash tag*, so all the keys of a namespace live in
-one slot and the multi-key Lua scripts run there too.
+one slot and the multi-key Lua scripts run there too. Each subscription has
+keys of its own, ``{rocketman}:sub:<name>:queue`` and so on, named by the
+client (never by a script) from the table of subscriptions.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["KeyLayout"]
+__all__ = ["KeyLayout", "SubscriptionKeys"]
+
+
+@dataclass(frozen=True)
+class SubscriptionKeys:
+    """The keys of one subscription."""
+
+    name: str
+    #: List of queued messages: pushes go left, workers take from the right (FIFO).
+    queue: str
+    #: List of wake-up tokens, on which workers block (BLPOP) while the queue is empty.
+    wake: str
+    #: Hash: lease token -> the reserved message.
+    reserved: str
+    #: Sorted set: lease token -> deadline, in milliseconds of the server's clock.
+    leases: str
+    #: Sorted set: 16-character tag + message -> due time, in ms of the server's clock.
+    delayed: str
+    #: Sorted set: the ids of this subscription's dead letters.
+    dead: str
+    #: Sorted set: host -> when it last said it hosts this subscription (ms, server clock).
+    hosts: str
+
+    def take(self) -> tuple[str, str, str, str, str]:
+        """The five keys TAKE reads for this subscription, in its order."""
+        return (self.queue, self.wake, self.reserved, self.leases, self.delayed)
+
+    def all(self) -> tuple[str, ...]:
+        """Every key of this subscription."""
+        return (self.queue, self.wake, self.reserved, self.leases, self.delayed, self.dead,
+                self.hosts)
 
 
 @dataclass(frozen=True)
@@ -35,29 +67,51 @@ class KeyLayout:
         return f"{{{self.namespace}}}:{suffix}"
 
     @property
-    def queue(self) -> str:
-        """List of queued messages: producers LPUSH, workers take from the right (FIFO)."""
-        return self._key("queue")
+    def pattern(self) -> str:
+        """A SCAN pattern matching every key of the namespace (braces escaped)."""
+        return f"\\{{{self.namespace}\\}}:*"
+
+    # -- subscriptions ---------------------------------------------------
 
     @property
-    def taking(self) -> str:
-        """List where a worker's BLMOVE stages a message until a script leases it."""
-        return self._key("taking")
+    def subscriptions(self) -> str:
+        """Hash: subscription name -> its patterns, separated by spaces."""
+        return self._key("subscriptions")
 
     @property
-    def reserved(self) -> str:
-        """Hash: lease token -> the reserved message."""
-        return self._key("reserved")
+    def created(self) -> str:
+        """Hash: subscription name -> when it was created, ms of the server's clock."""
+        return self._key("subscriptions:created")
 
     @property
-    def leases(self) -> str:
-        """Sorted set: lease token -> deadline, in milliseconds of the server's clock."""
-        return self._key("leases")
+    def seen(self) -> str:
+        """Hash: subscription name -> when a process last hosted it, ms of the server's clock."""
+        return self._key("subscriptions:seen")
 
     @property
-    def delayed(self) -> str:
-        """Sorted set: 16-character tag + message -> due time, in ms of the server's clock."""
-        return self._key("delayed")
+    def version(self) -> str:
+        """Counter, incremented by every change of the subscriptions hash."""
+        return self._key("subscriptions:version")
+
+    def subscription(self, name: str) -> SubscriptionKeys:
+        """The keys of the subscription ``name``."""
+        prefix = self._key(f"sub:{name}:")
+        return SubscriptionKeys(
+            name, prefix + "queue", prefix + "wake", prefix + "reserved", prefix + "leases",
+            prefix + "delayed", prefix + "dead", prefix + "hosts",
+        )
+
+    @property
+    def parked(self) -> str:
+        """Stream of events no subscription matched: fields ``n`` (name) and ``m`` (message)."""
+        return self._key("parked")
+
+    @property
+    def dropped(self) -> str:
+        """Counter of events no subscription received (parked, then evicted)."""
+        return self._key("dropped")
+
+    # -- dead letters ----------------------------------------------------
 
     @property
     def dead(self) -> str:
@@ -80,13 +134,54 @@ class KeyLayout:
         return self._key("dead:time")
 
     @property
+    def dead_subscriptions(self) -> str:
+        """Hash: dead letter id -> the subscription it was for (absent for 0.1 letters)."""
+        return self._key("dead:subscription")
+
+    @property
     def dead_sequence(self) -> str:
         """Counter the dead letter ids come from."""
         return self._key("dead:seq")
 
-    def all(self) -> tuple[str, ...]:
-        """Every key of the namespace (to delete a namespace, or to check the layout)."""
+    # -- the 0.1 layout, routed by MIGRATE -------------------------------
+
+    @property
+    def queue(self) -> str:
+        """0.1: the one shared queue, which a 0.1 producer still LPUSHes to."""
+        return self._key("queue")
+
+    @property
+    def taking(self) -> str:
+        """0.1: the staging list of BLMOVE."""
+        return self._key("taking")
+
+    @property
+    def reserved(self) -> str:
+        """0.1: lease token -> reserved message."""
+        return self._key("reserved")
+
+    @property
+    def leases(self) -> str:
+        """0.1: lease token -> deadline."""
+        return self._key("leases")
+
+    @property
+    def delayed(self) -> str:
+        """0.1: tag + message -> due time."""
+        return self._key("delayed")
+
+    def legacy(self) -> tuple[str, str, str, str, str]:
+        """The 0.1 keys that may hold messages: queue, taking, reserved, leases, delayed."""
+        return (self.queue, self.taking, self.reserved, self.leases, self.delayed)
+
+    def dead_keys(self) -> tuple[str, str, str, str, str]:
+        """The dead letters' index and hashes: dead, messages, reasons, times, subscriptions."""
+        return (self.dead, self.dead_messages, self.dead_reasons, self.dead_times,
+                self.dead_subscriptions)
+
+    def shared(self) -> tuple[str, ...]:
+        """Every key of the namespace that is not a subscription's."""
         return (
-            self.queue, self.taking, self.reserved, self.leases, self.delayed, self.dead,
-            self.dead_messages, self.dead_reasons, self.dead_times, self.dead_sequence,
+            self.subscriptions, self.created, self.seen, self.version, self.parked, self.dropped,
+            *self.dead_keys(), self.dead_sequence, *self.legacy(),
         )

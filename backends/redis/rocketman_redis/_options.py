@@ -22,7 +22,8 @@ DEFAULT_URL = "redis://localhost:6379/0"
 
 # Options a URL's query string may carry for the storage itself; the rest of
 # the query (ssl_cert_reqs=..., ...) is redis-py's.
-_OWN_QUERY_OPTIONS = ("namespace", "lease", "connect_timeout", "socket_timeout")
+_OWN_QUERY_OPTIONS = ("namespace", "lease", "connect_timeout", "socket_timeout", "park_limit",
+                      "park_max_age")
 
 
 @dataclass(frozen=True)
@@ -36,13 +37,16 @@ class Connection:
     lease: float
     connect_timeout: float
     socket_timeout: float
+    park_limit: int
+    park_max_age: float
 
 
 def connect(url: str | None, client: redis.Redis | None, options: dict[str, Any]) -> Connection:
     """Validate the options and make (or check) the client; raise ValueError naming a bad one.
 
-    ``options``: namespace, lease, connect_timeout, socket_timeout; None
-    means unset (then a URL's query string, then the default, applies).
+    ``options``: namespace, lease, connect_timeout, socket_timeout,
+    park_limit, park_max_age; None means unset (then a URL's query string,
+    then the default, applies).
     """
     given = dict(options)
     if client is not None:
@@ -69,26 +73,42 @@ def connect(url: str | None, client: redis.Redis | None, options: dict[str, Any]
     lease = _seconds("lease", given.get("lease"), 30.0)
     connect_timeout = _seconds("connect_timeout", given.get("connect_timeout"), 2.0)
     socket_timeout = _seconds("socket_timeout", given.get("socket_timeout"), 5.0)
+    park_limit = _count("park_limit", given.get("park_limit"), 100_000)
+    park_max_age = _seconds("park_max_age", given.get("park_max_age"), 7 * 86400.0, zero=True)
+    settings = (keys, lease, connect_timeout, socket_timeout, park_limit, park_max_age)
     if client is None:
         try:
             client = redis.Redis.from_url(
                 address, socket_connect_timeout=connect_timeout, socket_timeout=socket_timeout)
         except ValueError as error:
             raise ValueError(f"redis storage: bad URL {where!r}: {mask_url(str(error))}") from None
-        return Connection(client, True, where, keys, lease, connect_timeout, socket_timeout)
-    return Connection(client, False, where, keys, lease, connect_timeout, socket_timeout)
+        return Connection(client, True, where, *settings)
+    return Connection(client, False, where, *settings)
 
 
-def _seconds(name: str, value: Any, default: float) -> float:
+def _seconds(name: str, value: Any, default: float, zero: bool = False) -> float:
     if value is None:
         return default
     try:
         seconds = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"redis storage: {name} must be a number of seconds, not {value!r}") from None
-    if not seconds > 0 or seconds == float("inf"):
-        raise ValueError(f"redis storage: {name} must be a positive number of seconds, not {value!r}")
+    if not (seconds > 0 or (zero and seconds == 0)) or seconds == float("inf"):
+        qualifier = "0 (no limit) or a positive number" if zero else "a positive number"
+        raise ValueError(f"redis storage: {name} must be {qualifier} of seconds, not {value!r}")
     return seconds
+
+
+def _count(name: str, value: Any, default: int) -> int:
+    if value is None:
+        return default
+    try:
+        count = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"redis storage: {name} must be an integer, not {value!r}") from None
+    if count < 0:
+        raise ValueError(f"redis storage: {name} must be 0 or more, not {value!r}")
+    return count
 
 
 def _split_own_options(url: str) -> tuple[str, dict[str, str]]:

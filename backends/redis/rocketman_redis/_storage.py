@@ -1,18 +1,22 @@
-"""The Redis storage: a list for the queue, leases in a hash and a sorted set, Lua for the rest.
+"""The Redis storage: a list per subscription, leases in a hash and a sorted set, Lua for the rest.
 
 How a message moves (keys of :class:`~rocketman_redis.KeyLayout`):
 
-* ``push``: ``LPUSH {ns}:queue`` (one round trip; ``push_many`` one LPUSH per
-  thousand messages, pipelined in one round trip).
-* ``reserve``: the TAKE script leases what is ready in one round trip; when
-  nothing is, the worker blocks in ``BLMOVE {ns}:queue {ns}:taking`` (no
-  polling) and runs TAKE again. BLMOVE *moves* the message, so a worker killed
-  right after it loses nothing: the message waits in the shared ``taking``
-  list, and the next TAKE of any worker leases it.
-* a lease is a token in ``{ns}:reserved`` (token -> message) and
-  ``{ns}:leases`` (token -> deadline on the server's clock); ``ack`` deletes
-  both (O(1) per message), ``renew`` pushes the deadline back, and TAKE puts
-  every expired lease's message back in the queue.
+* ``push``: the PUSH script LPUSHes the message onto the queue of every
+  subscription the event matches, in one round trip, and leaves a wake-up
+  token for blocked workers; an event nothing matches goes to the parked
+  log. The client routes, from its copy of the table of subscriptions; the
+  script checks the table's version (see :mod:`._routing`).
+* ``reserve``: the TAKE script leases what is ready in the hosted
+  subscriptions' queues, in one round trip; when nothing is, the worker
+  blocks in ``BLPOP`` on their wake-up lists (no polling) and runs TAKE
+  again. A token lost with a killed worker costs latency, never data: the
+  message is still in its queue.
+* a lease is a token in the subscription's ``reserved`` hash (token ->
+  message) and ``leases`` sorted set (token -> deadline on the server's
+  clock); ``ack`` deletes both (O(1) per message), ``renew`` pushes the
+  deadline back, ``retry_later`` and ``dead_letter`` replace it in one
+  script, and TAKE puts every expired lease's message back in its queue.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import redis
@@ -35,55 +39,74 @@ from rocketman_core import mask_url
 from . import _scripts
 from ._dead_letters import DeadLetters
 from ._errors import StorageError, StorageUnavailable
+from ._layout import SubscriptionKeys
 from ._options import connect
+from ._routing import STALE, Table
+from ._subscriptions import Subscriptions
 from ._wire import MAX_BATCH, Script, Wire
 
 __all__ = ["RedisStorage"]
 
 logger = logging.getLogger("rocketman.redis")
 
-# Never ask BLMOVE for less: a timeout of 0 would block forever.
+# Never ask BLPOP for less: a timeout of 0 would block forever.
 _MIN_BLOCK = 0.002
-# How long a thread trusts that its last TAKE left the queue empty.
+# How long a thread trusts that its last TAKE left the queues empty.
 _HINT_FRESH = 0.5
 _NEVER = float("inf")
+# Log evictions from the parked log at most this often.
+_EVICTION_LOG_INTERVAL = 60.0
 
+_PUSH = Script(_scripts.PUSH)
+_PUSH_MANY = Script(_scripts.PUSH_MANY)
 _TAKE = Script(_scripts.TAKE)
 _ACK = Script(_scripts.ACK)
 _RELEASE = Script(_scripts.RELEASE)
 _RENEW = Script(_scripts.RENEW)
 _RETRY_LATER = Script(_scripts.RETRY_LATER)
-_STATS = Script(_scripts.STATS)
+_COUNTS = Script(_scripts.COUNTS)
 
 
 class _Delivery:
-    """A reserved message and the token of its lease."""
+    """A reserved message, its subscription and the token of its lease."""
 
-    __slots__ = ("acked", "message", "token")
+    __slots__ = ("acked", "keys", "message", "subscription", "token")
 
-    def __init__(self, message: bytes, token: str) -> None:
+    def __init__(self, message: bytes, token: str, keys: SubscriptionKeys) -> None:
         self.message = message
         self.token = token
+        self.keys = keys
+        self.subscription = keys.name
         self.acked = False
 
     def __repr__(self) -> str:
-        return f"<redis delivery {self.token} ({len(self.message)} bytes)>"
+        return f"<redis delivery {self.token} for {self.subscription} ({len(self.message)} bytes)>"
 
 
 class _ReserveHint(threading.local):
-    """What a thread's last TAKE said: when, and when something falls due (None: queue not empty)."""
+    """What a thread's last TAKE said: when, and when something falls due (None: queues not empty)."""
 
     took_at = float("-inf")
     wake_at: float | None = None
     retries = 0  # the storage's count of retry_later calls then: a new retry may fall due sooner
+    hosted: tuple[str, ...] = ()
 
 
-class RedisStorage(DeadLetters):
-    """A durable queue in Redis, shared by every process that uses the same URL and namespace.
+def _grouped(deliveries: Sequence[Any]) -> dict[str, list[Any]]:
+    """Deliveries by subscription, each group in the order given."""
+    groups: dict[str, list[Any]] = {}
+    for delivery in deliveries:
+        groups.setdefault(delivery.subscription, []).append(delivery)
+    return groups
 
-    At least once: a message pushed is delivered until a worker acknowledges
-    it; a worker that dies (even SIGKILL) loses nothing, because what it held
-    goes back to the queue when its lease expires. Thread-safe.
+
+class RedisStorage(Subscriptions, DeadLetters):
+    """Durable subscriptions in Redis, shared by every process that uses the same URL and namespace.
+
+    At least once: a message routed to a subscription is delivered until a
+    worker acknowledges it; a worker that dies (even SIGKILL) loses nothing,
+    because what it held goes back to its queue when its lease expires.
+    Thread-safe.
 
     :param url: ``redis://[[user]:password@]host[:port][/db]``, ``rediss://``
         for TLS, or ``unix:///path/to/redis.sock[?db=N]``. Default: the
@@ -92,7 +115,7 @@ class RedisStorage(DeadLetters):
         below, and redis-py's own (``ssl_cert_reqs=none``...).
     :param client: an existing ``redis.Redis`` (instead of ``url``); it must
         not decode responses. The storage does not close it.
-    :param namespace: the prefix of every key, ``{namespace}:queue``...
+    :param namespace: the prefix of every key, ``{namespace}:...``
         (default ``rocketman``). Applications sharing a Redis use their own.
     :param lease: seconds a reserved message may stay unacknowledged before
         it goes back to the queue for another worker (default 30). Workers
@@ -101,11 +124,18 @@ class RedisStorage(DeadLetters):
     :param connect_timeout: seconds to wait for a connection (default 2).
     :param socket_timeout: seconds to wait for an answer (default 5); a
         blocking reserve waits this much longer than it asked Redis to block.
+    :param park_limit: the most events kept in the parked log, for
+        subscriptions created later (default 100,000; 0 parks nothing). The
+        oldest are evicted first, and counted in ``stats()["dropped"]``.
+    :param park_max_age: seconds a parked event is kept (default 7 days; 0:
+        no age limit).
 
     ``push`` on an unreachable Redis raises :class:`StorageUnavailable` after
     at most about ``2 * (connect_timeout + socket_timeout)``, never hangs.
     """
 
+    #: The version of rocketman's Storage contract this storage implements.
+    contract_version = 2
     #: What the storage holds outlives the process.
     durable = True
 
@@ -118,10 +148,13 @@ class RedisStorage(DeadLetters):
         lease: float | str | None = None,
         connect_timeout: float | str | None = None,
         socket_timeout: float | str | None = None,
+        park_limit: int | str | None = None,
+        park_max_age: float | str | None = None,
     ) -> None:
         connection = connect(url, client, {
             "namespace": namespace, "lease": lease,
             "connect_timeout": connect_timeout, "socket_timeout": socket_timeout,
+            "park_limit": park_limit, "park_max_age": park_max_age,
         })
         self._client = connection.client
         self._owns_client = connection.owns_client
@@ -135,67 +168,173 @@ class RedisStorage(DeadLetters):
         self.renew_interval = self.lease / 3
         self.connect_timeout = connection.connect_timeout
         self.socket_timeout = connection.socket_timeout
+        #: The most events the parked log keeps, and for how many seconds (0: no limit).
+        self.park_limit = connection.park_limit
+        self.park_max_age = connection.park_max_age
+        self._park_args = (str(self.park_limit), str(round(self.park_max_age * 1000)))
         self._lease_ms = max(1, round(self.lease * 1000))
-        keys = self.keys
-        self._queue = keys.queue
-        self._take_keys = (keys.queue, keys.taking, keys.reserved, keys.leases, keys.delayed)
-        self._dead_keys = (keys.dead, keys.dead_messages, keys.dead_reasons, keys.dead_times)
         self._wire = Wire(self._client)
+        self._table = Table(self.keys)
+        self._hosted_cache: dict[tuple[str, ...], tuple[list[SubscriptionKeys], list[str], list[str]]] = {}
         self._local = _ReserveHint()
         # Lease tokens and retry tags: unique across processes without a
         # round trip (64 random bits per storage, then a counter).
         self._tag = os.urandom(8).hex()
         self._counter = itertools.count(1)
+        self._rotation = itertools.count()
         self._lock = threading.Lock()
+        self._interrupted = threading.Condition(self._lock)
         self._reserving = 0
-        self._blocked: dict[int, float] = {}  # server client id -> when its BLMOVE times out
+        self._blocked: dict[int, float] = {}  # server client id -> when its BLPOP times out
         self._interrupts = 0
         self._retries = 0
+        self._evicted = 0
+        self._evictions_logged_at = float("-inf")
         self._closed = False
+
+    # -- the table of subscriptions --------------------------------------
+
+    def _versioned(self, script: Script, build: Callable[[Table], tuple[Sequence[str], Sequence[Any]]],
+                   doing: str) -> Any:
+        """Run a script that depends on the table, reading the new table when it changed."""
+        for _ in range(10):
+            table = self._table
+            keys, args = build(table)
+            try:
+                reply = self._wire.run(script, keys, args)
+            except RedisError as error:
+                raise self._error(doing, error) from error
+            if type(reply) is list and reply and reply[0] == STALE:
+                self._table = Table.from_reply(self.keys, reply)
+                continue
+            return reply
+        raise StorageError(f"could not {doing}: the subscriptions at {self.url} kept changing")
+
+    def _table_now(self) -> Table:
+        """The table as Redis has it now (one round trip)."""
+        try:
+            reply = self._wire.call_many([("GET", self.keys.version), ("HGETALL", self.keys.subscriptions)])
+        except RedisError as error:
+            raise self._error("read the subscriptions", error) from error
+        version, flat = reply
+        table = Table.from_reply(self.keys, [STALE, version or b"0", *flat])
+        self._table = table
+        return table
 
     # -- pushing ---------------------------------------------------------
 
-    def push(self, message: bytes) -> None:
-        """LPUSH one message into the queue: one round trip."""
-        try:
-            self._wire.call("LPUSH", self._queue, message)
-        except RedisError as error:
-            raise self._error("store an event", error) from error
-
-    def push_many(self, messages: Sequence[bytes]) -> None:
-        """Queue messages in order: LPUSHes of up to 1000 each, pipelined in one round trip."""
-        if not messages:
+    def push(self, name: str, message: bytes) -> None:
+        """Route one message to the subscriptions matching ``name``: one round trip."""
+        for _ in range(10):
+            table = self._table
+            keys = table.push_keys(name)
+            try:
+                if keys is table.parking:
+                    reply = self._wire.run(_PUSH, keys, (table.version, message, name, *self._park_args))
+                else:
+                    reply = self._wire.run(_PUSH, keys, (table.version, message))
+            except RedisError as error:
+                raise self._error("store an event", error) from error
+            if type(reply) is list:
+                self._table = Table.from_reply(self.keys, reply)
+                continue
+            if reply:
+                self._count_evictions(reply)
             return
-        try:
-            if len(messages) <= MAX_BATCH:
-                self._wire.call("LPUSH", self._queue, *messages)
+        raise StorageError(f"could not store an event: the subscriptions at {self.url} kept changing")
+
+    def push_many(self, events: Sequence[tuple[str, bytes]]) -> None:
+        """Route events in order: one script call per thousand, pipelined in one round trip."""
+        if not events:
+            return
+        chunks = [events[start:start + MAX_BATCH] for start in range(0, len(events), MAX_BATCH)]
+        self._wire.known(_PUSH_MANY)
+        for _ in range(10):
+            table = self._table
+            calls = [self._push_many_call(table, chunk) for chunk in chunks]
+            try:
+                replies = self._wire.call_many(calls)
+            except RedisError as error:
+                raise self._error(f"store {len(events)} events", error) from error
+            stale = next((r for r in replies if type(r) is list), None)
+            if stale is None:
+                evicted = sum(replies)
+                if evicted:
+                    self._count_evictions(evicted)
+                return
+            # Nothing of that call was stored: the scripts check before they push.
+            self._table = Table.from_reply(self.keys, stale)
+        raise StorageError(f"could not store events: the subscriptions at {self.url} kept changing")
+
+    def _push_many_call(self, table: Table, events: Sequence[tuple[str, bytes]]) -> tuple[Any, ...]:
+        """The EVALSHA of PUSH_MANY for up to a thousand events."""
+        by_target: dict[str, list[int]] = {}
+        parked: list[Any] = []
+        messages: list[bytes] = []
+        for index, (name, message) in enumerate(events, 1):
+            messages.append(message)
+            targets = table.targets(name)
+            if not targets:
+                parked += (index, name)
+            for target in targets:
+                by_target.setdefault(target, []).append(index)
+        keys: list[str] = [table.layout.version, table.layout.subscriptions,
+                           table.layout.parked, table.layout.dropped]
+        args: list[Any] = [table.version, *self._park_args, len(messages), *messages]
+        everything = len(messages)
+        for target, indexes in by_target.items():
+            subscription = table.keys[target]
+            keys += (subscription.queue, subscription.wake)
+            if len(indexes) == everything:
+                args.append(0)  # every message, in order
             else:
-                self._wire.call_many([
-                    ("LPUSH", self._queue, *messages[start:start + MAX_BATCH])
-                    for start in range(0, len(messages), MAX_BATCH)
-                ])
-        except RedisError as error:
-            raise self._error(f"store {len(messages)} events", error) from error
+                args += (len(indexes), *indexes)
+        args += (len(parked) // 2, *parked)
+        return ("EVALSHA", _PUSH_MANY.sha, len(keys), *keys, *args)
+
+    def _count_evictions(self, evicted: int) -> None:
+        with self._lock:
+            self._evicted += int(evicted)
+            now = time.monotonic()
+            if now - self._evictions_logged_at < _EVICTION_LOG_INTERVAL:
+                return
+            self._evictions_logged_at, count, self._evicted = now, self._evicted, 0
+        logger.warning(
+            "%d parked events were evicted from %s: no subscription matched them, and the parked "
+            "log keeps at most %d events for %s. Start the workers whose consumers want them, or "
+            "raise park_limit / park_max_age (counted in stats()['dropped'])",
+            count, self.url, self.park_limit,
+            f"{self.park_max_age / 86400:g} days" if self.park_max_age else "ever",
+        )
 
     # -- reserving -------------------------------------------------------
 
-    def reserve(self, timeout: float, max_count: int = 1) -> list[Any]:
-        """Lease up to ``max_count`` ready messages, blocking up to ``timeout`` seconds.
+    def reserve(self, subscriptions: Sequence[str], timeout: float, max_count: int = 1) -> list[Any]:
+        """Lease up to ``max_count`` ready messages of ``subscriptions``, blocking up to ``timeout``.
 
         One round trip when messages are ready. Otherwise the thread blocks
-        in BLMOVE, woken by a push, by the next retry or lease falling due,
-        or by :meth:`interrupt`; it never polls.
+        in BLPOP on the subscriptions' wake-up lists, woken by a push, by the
+        next retry or lease falling due, or by :meth:`interrupt`; it never
+        polls.
         """
+        names = tuple(subscriptions)
         count = max(1, min(int(max_count), MAX_BATCH))
         now = time.monotonic()
         deadline = now + timeout
         generation = self._interrupts
+        if not names:
+            with self._interrupted:
+                if generation == self._interrupts:
+                    self._interrupted.wait(timeout)
+            return []
+        hosted, take_keys, wake_keys = self._hosted_keys(names)
         local = self._local
-        # When this thread's last TAKE, a moment ago, left the queue empty,
+        # When this thread's last TAKE, a moment ago, left the queues empty,
         # block at once: a TAKE now would most likely find nothing, and a
-        # push since then makes the BLMOVE return at once anyway.
+        # push since then leaves a token that ends the BLPOP at once anyway.
         wake_at: float | None = None
-        if timeout > 0 and now - local.took_at < _HINT_FRESH and local.retries == self._retries:
+        if (timeout > 0 and now - local.took_at < _HINT_FRESH and local.retries == self._retries
+                and local.hosted == names):
             wake_at = local.wake_at
         with self._lock:
             self._reserving += 1
@@ -207,22 +346,25 @@ class RedisStorage(DeadLetters):
                         return []
                     if wake_at > now:
                         try:
-                            self._block(max(min(deadline, wake_at) - now, _MIN_BLOCK), generation)
+                            self._block(wake_keys, max(min(deadline, wake_at) - now, _MIN_BLOCK),
+                                        generation)
                         except RedisError as error:
                             raise self._error("wait for events", error) from error
                 prefix = f"{self._tag}:{next(self._counter)}:"
                 try:
-                    status, *taken = self._wire.run(
-                        _TAKE, self._take_keys, (count, self._lease_ms, prefix, self._reserving))
+                    status, *taken = self._wire.run(_TAKE, take_keys, (
+                        count, self._lease_ms, prefix, self._reserving, next(self._rotation)))
                 except RedisError as error:
-                    raise self._error("take events from the queue", error) from error
+                    raise self._error("take events from the queues", error) from error
                 local.took_at = now = time.monotonic()
                 local.retries = self._retries
+                local.hosted = names
                 # status: -2 more are queued, -1 nothing falls due, else ms until something does.
                 wake_at = None if status == -2 else _NEVER if status == -1 else now + status / 1000
                 local.wake_at = wake_at
                 if taken:
-                    return [_Delivery(message, f"{prefix}{n}") for n, message in enumerate(taken, 1)]
+                    return [_Delivery(taken[i + 1], f"{prefix}{i // 2 + 1}", hosted[int(taken[i])])
+                            for i in range(0, len(taken), 2)]
                 if wake_at is None:
                     # Queued messages, but none for us (others took them): look again.
                     wake_at = now
@@ -232,8 +374,20 @@ class RedisStorage(DeadLetters):
             with self._lock:
                 self._reserving -= 1
 
-    def _block(self, seconds: float, generation: int) -> None:
-        """Block in BLMOVE queue -> taking for up to ``seconds``; the next TAKE leases what came.
+    def _hosted_keys(self, names: tuple[str, ...]) -> tuple[list[SubscriptionKeys], list[str], list[str]]:
+        """The keys of the subscriptions ``names``: each one's, TAKE's and BLPOP's."""
+        found = self._hosted_cache.get(names)
+        if found is None:
+            hosted = [self.keys.subscription(name) for name in names]
+            found = (hosted, [key for keys in hosted for key in keys.take()],
+                     [keys.wake for keys in hosted])
+            if len(self._hosted_cache) > 100:
+                self._hosted_cache.clear()
+            self._hosted_cache[names] = found
+        return found
+
+    def _block(self, wake_keys: Sequence[str], seconds: float, generation: int) -> None:
+        """Block in BLPOP on the wake-up lists for up to ``seconds``; the next TAKE leases what came.
 
         While it waits, the connection's client id is known, so that
         :meth:`interrupt` (and an earlier retry) can end the wait with
@@ -253,8 +407,7 @@ class RedisStorage(DeadLetters):
 
         try:
             # The read timeout outlasts the block: a long wait is not a dead server.
-            self._wire.block_move(self._queue, self.keys.taking, seconds, self.socket_timeout,
-                                  on_blocked)
+            self._wire.block_pop(wake_keys, seconds, self.socket_timeout, on_blocked)
         finally:
             if blocked:
                 with self._lock:
@@ -263,7 +416,7 @@ class RedisStorage(DeadLetters):
     def _unblock(self, client_ids: Sequence[int]) -> None:
         for client_id in client_ids:
             try:
-                # TIMEOUT mode: the BLMOVE returns nil, nothing moved.
+                # TIMEOUT mode: the BLPOP returns nil, nothing popped.
                 self._client.client_unblock(client_id)
             except RedisError as error:  # CLIENT UNBLOCK is an admin command some ACLs forbid
                 logger.debug("could not interrupt a blocked reserve: %s", mask_url(str(error)))
@@ -274,49 +427,66 @@ class RedisStorage(DeadLetters):
         with self._lock:
             self._interrupts += 1
             blocked = list(self._blocked)
+            self._interrupted.notify_all()
         self._unblock(blocked)
+
+    def _per_subscription(self, script: Script, deliveries: Sequence[Any],
+                          keys: Callable[[SubscriptionKeys], tuple[str, ...]],
+                          head: Sequence[Any], doing: str) -> int:
+        """Run ``script`` on deliveries grouped by subscription; return the sum of its answers.
+
+        Its KEYS are ``keys(...)`` of each group, its ARGV ``head``, the
+        count of each group, then the tokens; at most a thousand per call.
+        """
+        groups = [
+            group[first:first + MAX_BATCH]
+            for group in _grouped(deliveries).values()
+            for first in range(0, len(group), MAX_BATCH)
+        ]
+        calls: list[list[list[Any]]] = [[]]
+        size = 0
+        for group in groups:
+            if calls[-1] and size + len(group) > MAX_BATCH:
+                calls.append([])
+                size = 0
+            calls[-1].append(group)
+            size += len(group)
+        done = 0
+        try:
+            for call in calls:
+                done += int(self._wire.run(
+                    script,
+                    [key for group in call for key in keys(group[0].keys)],
+                    (*head, *(len(group) for group in call), *(d.token for group in call for d in group)),
+                ))
+        except RedisError as error:
+            raise self._error(f"{doing} {len(deliveries)} events", error) from error
+        return done
 
     def ack(self, deliveries: Sequence[Any]) -> None:
         """Forget the deliveries (one round trip); a second ack, or a lost lease, changes nothing."""
-        tokens = [d.token for d in deliveries]
-        if not tokens:
+        if not deliveries:
             return
-        try:
-            for start in range(0, len(tokens), MAX_BATCH):
-                self._wire.run(_ACK, (self.keys.reserved, self.keys.leases),
-                               tokens[start:start + MAX_BATCH])
-        except RedisError as error:
-            raise self._error(f"acknowledge {len(tokens)} events", error) from error
+        self._per_subscription(_ACK, deliveries, lambda k: (k.reserved, k.leases), (), "acknowledge")
         for delivery in deliveries:
             delivery.acked = True
 
     def release(self, deliveries: Sequence[Any]) -> None:
-        """Give unhandled deliveries back to the front of the queue now, in order."""
-        tokens = [d.token for d in deliveries]
-        if not tokens:
+        """Give unhandled deliveries back to the front of their queues now, in order."""
+        if not deliveries:
             return
-        keys = (self._queue, self.keys.reserved, self.keys.leases)
-        try:
-            for start in range(0, len(tokens), MAX_BATCH):
-                self._wire.run(_RELEASE, keys, tokens[start:start + MAX_BATCH])
-        except RedisError as error:
-            raise self._error(f"give back {len(tokens)} events", error) from error
+        self._per_subscription(_RELEASE, deliveries,
+                               lambda k: (k.queue, k.wake, k.reserved, k.leases), (), "give back")
         for delivery in deliveries:
             delivery.acked = True
 
     def renew(self, deliveries: Sequence[Any]) -> None:
         """Push the lease deadlines of held deliveries ``lease`` seconds past now (server clock)."""
         pending = [d for d in deliveries if not d.acked]
-        tokens = [d.token for d in pending]
-        if not tokens:
+        if not pending:
             return
-        held = 0
-        try:
-            for start in range(0, len(tokens), MAX_BATCH):
-                held += int(self._wire.run(_RENEW, (self.keys.leases,),
-                                           (self._lease_ms, *tokens[start:start + MAX_BATCH])))
-        except RedisError as error:
-            raise self._error(f"renew {len(tokens)} leases", error) from error
+        held = self._per_subscription(_RENEW, pending, lambda k: (k.leases,), (self._lease_ms,),
+                                      "renew the leases of")
         # Those acknowledged meanwhile were not lost, only done.
         lost = len(pending) - held - sum(1 for d in pending if d.acked)
         if lost > 0:
@@ -326,16 +496,22 @@ class RedisStorage(DeadLetters):
                 "workers stall longer than that)", lost, self.lease,
             )
 
-    # -- retries and dead letters ----------------------------------------
+    # -- retries ---------------------------------------------------------
 
-    def retry_later(self, message: bytes, delay: float) -> None:
-        """Keep ``message`` in the delayed sorted set, due ``delay`` seconds from now (server clock)."""
+    def retry_later(self, delivery: Any, message: bytes, delay: float) -> None:
+        """Replace ``delivery`` by ``message`` in its subscription's delayed set, in one step."""
         # 16 random characters first, so that two equal retries stay two members.
         tagged = os.urandom(8).hex().encode() + message
+        keys = delivery.keys
         try:
-            self._wire.run(_RETRY_LATER, (self.keys.delayed,), (max(0, round(delay * 1000)), tagged))
+            recorded = self._wire.run(_RETRY_LATER, (keys.reserved, keys.leases, keys.delayed),
+                                      (delivery.token, max(0, round(delay * 1000)), tagged))
         except RedisError as error:
             raise self._error("schedule a retry", error) from error
+        delivery.acked = True
+        if not recorded:
+            logger.debug("the lease of %r was lost before its retry was recorded", delivery)
+            return
         # A reserve of this process blocked past the due time would see the
         # retry late: wake one, it recomputes how long to block.
         due = time.monotonic() + delay
@@ -348,16 +524,26 @@ class RedisStorage(DeadLetters):
 
     # -- stats and lifecycle ---------------------------------------------
 
-    def stats(self) -> dict[str, int]:
-        """Counts of queued, reserved, delayed and dead messages, in one consistent snapshot."""
+    def _counts(self, with_hosts: bool) -> tuple[Table, list[Any], list[Any]]:
         keys = self.keys
-        try:
-            queued, reserved, delayed, dead = self._wire.run(
-                _STATS, (keys.queue, keys.taking, keys.leases, keys.delayed, keys.dead))
-        except RedisError as error:
-            raise self._error("count events", error) from error
-        return {"queued": int(queued), "reserved": int(reserved),
-                "delayed": int(delayed), "dead": int(dead)}
+
+        def build(table: Table) -> tuple[list[str], list[Any]]:
+            script_keys = [keys.version, keys.subscriptions, keys.created, keys.parked, keys.dropped,
+                           keys.dead, keys.queue, keys.taking, keys.leases, keys.delayed, keys.seen]
+            for name in table.names:
+                sub = table.keys[name]
+                script_keys += (sub.queue, sub.leases, sub.delayed, sub.dead, sub.hosts)
+            return script_keys, [table.version, "1" if with_hosts else "0",
+                                 *(table.names if with_hosts else ())]
+
+        totals, rows = self._versioned(_COUNTS, build, "count events")
+        return self._table, totals, rows
+
+    def stats(self) -> dict[str, int]:
+        """Totals over every subscription, in one consistent snapshot (plus a 0.1 layout's leftovers)."""
+        _, totals, _ = self._counts(with_hosts=False)
+        return dict(zip(("queued", "reserved", "delayed", "dead", "parked", "dropped"),
+                        map(int, totals), strict=True))
 
     def close(self) -> None:
         """Wake blocked reserves and close the connections (a client given is left open). Idempotent."""

@@ -86,6 +86,7 @@ class Wire:
     def __init__(self, client: redis.Redis) -> None:
         self.pool: ConnectionPool = client.connection_pool
         self._local = threading.local()
+        self._sources: dict[str, str] = {}  # sha -> source of the scripts run so far
 
     def connection(self) -> Any:
         """This thread's connection (taken from the pool at its first use)."""
@@ -106,20 +107,47 @@ class Wire:
         return connection.read_response()
 
     def call_many(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-        """Send several commands in one round trip; return every reply (errors raise)."""
+        """Send several commands in one round trip; return every reply.
+
+        Every reply is read before an error reply raises (the first one), so
+        the connection stays in step. EVALSHA of a script the server does not
+        know (a new or restarted server) is loaded and sent again, alone.
+        """
         connection = self.connection()
         for attempt in (1, 2):
             try:
                 connection.send_packed_command(connection.pack_commands(commands), check_health=False)
-                return [connection.read_response() for _ in commands]
+                replies = [self._reply(connection) for _ in commands]
+                break
             except (RedisConnectionError, RedisTimeoutError):
                 connection.disconnect()
                 if attempt == 2:
                     raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        for index, reply in enumerate(replies):
+            if isinstance(reply, NoScriptError) and commands[index][0] == "EVALSHA":
+                source = self._sources.get(commands[index][1])
+                if source is not None:
+                    self.call("SCRIPT", "LOAD", source)
+                    replies[index] = self.call(*commands[index])
+        for reply in replies:
+            if isinstance(reply, ResponseError):
+                raise reply
+        return replies
+
+    @staticmethod
+    def _reply(connection: Any) -> Any:
+        try:
+            return connection.read_response()
+        except ResponseError as error:  # read in full: the next reply follows
+            return error
+
+    def known(self, script: Script) -> None:
+        """Remember ``script``, so that :meth:`call_many` can load it when the server lacks it."""
+        self._sources.setdefault(script.sha, script.source)
 
     def run(self, script: Script, keys: Sequence[str], args: Sequence[Any] = ()) -> Any:
         """Run ``script`` with EVALSHA, loading it first if the server does not know it."""
+        self._sources.setdefault(script.sha, script.source)
         try:
             return self.call("EVALSHA", script.sha, len(keys), *keys, *args)
         except NoScriptError:
@@ -127,20 +155,20 @@ class Wire:
             self.call("SCRIPT", "LOAD", script.source)
             return self.call("EVALSHA", script.sha, len(keys), *keys, *args)
 
-    def block_move(self, source: str, destination: str, seconds: float, read_margin: float,
-                   on_blocked: Any) -> Any:
-        """BLMOVE ``source`` -> ``destination``, blocking up to ``seconds``.
+    def block_pop(self, keys: Sequence[str], seconds: float, read_margin: float,
+                  on_blocked: Any) -> Any:
+        """BLPOP the first of ``keys`` that has an element, blocking up to ``seconds``.
 
         Sends ``CLIENT ID`` in the same round trip and calls
         ``on_blocked(client_id)`` (None when an ACL forbids CLIENT ID) while
-        the BLMOVE waits, so another thread can end the wait with CLIENT
+        the BLPOP waits, so another thread can end the wait with CLIENT
         UNBLOCK. Waits for the answer at most ``seconds + read_margin``.
         """
         connection = self.connection()
         try:
             connection.send_packed_command(connection.pack_commands([
                 ("CLIENT", "ID"),
-                ("BLMOVE", source, destination, "RIGHT", "LEFT", f"{seconds:.3f}"),
+                ("BLPOP", *keys, f"{seconds:.3f}"),
             ]), check_health=False)
             try:
                 client_id: int | None = int(connection.read_response())
@@ -149,7 +177,7 @@ class Wire:
             on_blocked(client_id)
             if not connection.can_read(timeout=seconds + read_margin):
                 raise RedisTimeoutError(
-                    f"Redis did not answer a BLMOVE of {seconds:.1f}s within {read_margin:.1f}s more")
+                    f"Redis did not answer a BLPOP of {seconds:.1f}s within {read_margin:.1f}s more")
             return connection.read_response()
         except BaseException:
             # Whatever the failure, the reply may still come: never reuse the connection.
