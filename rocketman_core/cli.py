@@ -1,4 +1,4 @@
-"""The ``rocketman`` command: worker, demo, plugins, emit, stats, dead-letters.
+"""The ``rocketman`` command: worker, demo, plugins, emit, stats, subscriptions, dead-letters.
 
 Exit codes a shell script can rely on: 0 success, 1 the operation failed (a
 storage unreachable, a purge refused), 2 bad usage or configuration (an
@@ -20,8 +20,9 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from ._contracts import STATS_KEYS
+from ._contracts import STATS_KEYS, SUBSCRIPTION_COUNT_KEYS, SubscriptionInfo
 from ._errors import ConfigurationError
+from ._hosting import LIVE_WITHIN
 from ._runtime import Rocketman
 from ._urls import mask_url
 
@@ -120,15 +121,27 @@ def _parser() -> argparse.ArgumentParser:
     emit.add_argument("name", help="the event name")
     emit.add_argument("--payload", default="null", help="the payload, as JSON (default null)")
 
-    stats = command("stats", "count queued, reserved, delayed and dead events", _stats)
+    stats = command("stats", "count queued, reserved, delayed, dead, parked and dropped events", _stats)
     stats.add_argument("--json", action="store_true", help="print JSON")
+    stats.add_argument("--by-subscription", action="store_true",
+                       help="also count each subscription's backlog")
     stats.add_argument("--watch", type=float, nargs="?", const=1.0, metavar="SECONDS",
                        help="refresh in place every SECONDS (default 1) until interrupted")
+
+    subscriptions = command(
+        "subscriptions",
+        "list the subscriptions (each consumer's) with their backlog and hosts, or remove one",
+        _subscriptions)
+    subscriptions.add_argument("action", nargs="?", choices=["list", "remove"], default="list")
+    subscriptions.add_argument("name", nargs="?", metavar="NAME", help="the subscription to remove")
+    subscriptions.add_argument("--json", action="store_true", help="print JSON (list)")
+    subscriptions.add_argument("--yes", action="store_true", help="remove without asking")
 
     dead = command("dead-letters", "list, replay or purge dead letters", _dead_letters)
     dead.add_argument("action", choices=["list", "replay", "purge"])
     dead.add_argument("--event", help="only events with this name (* patterns allowed)")
-    dead.add_argument("--consumer", help="only this consumer, module:qualname (* patterns allowed)")
+    dead.add_argument("--consumer", "--subscription", dest="consumer", metavar="NAME",
+                      help="only this consumer's (its subscription name; * patterns allowed)")
     dead.add_argument("--limit", type=_non_negative_int, help="list at most this many")
     dead.add_argument("--json", action="store_true", help="print JSON (list)")
     dead.add_argument("--yes", action="store_true", help="purge without asking")
@@ -193,7 +206,8 @@ def _worker(args: argparse.Namespace) -> int:
             raise CommandError(f"cannot import {module!r}: {type(error).__name__}: {error}", code=2) from error
     consumers = app.consumers.all()
     if not consumers:
-        logger.warning("no consumer registered by %s: events will be taken and dropped", ", ".join(args.modules))
+        logger.warning("no consumer registered by %s: this worker hosts no subscription and "
+                       "takes nothing", ", ".join(args.modules))
 
     stop = threading.Event()
 
@@ -209,7 +223,7 @@ def _worker(args: argparse.Namespace) -> int:
         "rocketman worker started (pid %d): storage %s, %d workers, relays %s, consumers: %s",
         os.getpid(), _describe(current.storage), current.worker_count,
         ", ".join(_describe(r) for r in current.relays) or "none",
-        ", ".join(f"{c.identity} on {c.pattern!r}" for c in consumers) or "none",
+        ", ".join(f"{c.name} on {' '.join(c.patterns)!r}" for c in consumers) or "none",
     )
     while not stop.wait(1.0):
         pass
@@ -296,10 +310,23 @@ def _stats(args: argparse.Namespace) -> int:
     _shared_storage(app)
 
     def show() -> str:
+        if not args.by_subscription:
+            counts = app.stats()
+            if args.json:
+                return json.dumps({key: counts[key] for key in STATS_KEYS})
+            return "  ".join(f"{key} {counts[key]}" for key in STATS_KEYS)
         counts = app.stats()
+        infos = app.subscriptions()
         if args.json:
-            return json.dumps({key: counts[key] for key in STATS_KEYS})
-        return "  ".join(f"{key} {counts[key]}" for key in STATS_KEYS)
+            return json.dumps({
+                "totals": {key: counts[key] for key in STATS_KEYS},
+                "subscriptions": {i.name: {k: i.counts[k] for k in SUBSCRIPTION_COUNT_KEYS}
+                                  for i in infos},
+            })
+        rows = [("TOTAL", *(str(counts[k]) for k in SUBSCRIPTION_COUNT_KEYS))]
+        rows += [(i.name, *(str(i.counts[k]) for k in SUBSCRIPTION_COUNT_KEYS)) for i in infos]
+        table = _table(("SUBSCRIPTION", *(k.upper() for k in SUBSCRIPTION_COUNT_KEYS)), rows)
+        return f"{table}\nparked {counts['parked']}  dropped {counts['dropped']}"
 
     if args.watch is None:
         print(show())
@@ -307,8 +334,10 @@ def _stats(args: argparse.Namespace) -> int:
     try:
         while True:
             line = show()
-            if sys.stdout.isatty():
+            if sys.stdout.isatty() and "\n" not in line:
                 sys.stdout.write(f"\r\x1b[K{line}")
+            elif sys.stdout.isatty():
+                sys.stdout.write(f"\x1b[H\x1b[J{line}\n")
             else:
                 sys.stdout.write(line + "\n")
             sys.stdout.flush()
@@ -316,6 +345,117 @@ def _stats(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print()
         return 0
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Columns sized to their content: text left-aligned, counts right-aligned."""
+    widths = [max(len(row[i]) for row in (headers, *rows)) for i in range(len(headers))]
+    numeric = [bool(rows) and all(row[i].isdigit() for row in rows) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        cells = [cell.rjust(width) if right else cell.ljust(width)
+                 for cell, width, right in zip(row, widths, numeric, strict=True)]
+        return "  ".join(cells).rstrip()
+
+    return "\n".join(line(row) for row in (headers, *rows))
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}{'' if count == 1 else 's'}"
+
+
+def _ago(seconds: float) -> str:
+    if seconds < 2:
+        return "now"
+    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= 2 * size:
+            return f"{seconds / size:.0f} {unit} ago"
+    return f"{seconds:.0f}s ago"
+
+
+def _host_label(host: str) -> str:
+    # hostname:pid:random -> hostname:pid (the random part only makes it unique).
+    return host.rsplit(":", 1)[0] if host.count(":") >= 2 else host
+
+
+def _describe_subscription(info: SubscriptionInfo, now: float, stale_after: float) -> dict[str, Any]:
+    live = sorted(h for h, seen in info.hosts.items() if now - seen <= LIVE_WITHIN)
+    seen = info.last_seen
+    idle = now - (seen if seen is not None else info.created_at)
+    status = "live" if live else ("STALE" if idle > stale_after else "no live host")
+    return {
+        "name": info.name,
+        "patterns": list(info.patterns),
+        "counts": {key: info.counts[key] for key in SUBSCRIPTION_COUNT_KEYS},
+        "status": status,
+        "live_hosts": live,
+        "hosts": [{"host": host, "last_seen": when, "live": host in live}
+                  for host, when in sorted(info.hosts.items(), key=lambda item: -item[1])],
+        "last_seen": seen,
+        "created_at": info.created_at,
+    }
+
+
+def _subscriptions(args: argparse.Namespace) -> int:
+    app = _app(args, worker_count=0)
+    _shared_storage(app)
+    now = time.time()
+    stale_after = app.settings.subscription_stale_after
+    described = [_describe_subscription(i, now, stale_after) for i in app.subscriptions()]
+    if args.action == "remove":
+        return _remove_subscription(app, args, described)
+    if args.name:
+        raise CommandError("a NAME is only for `rocketman subscriptions remove NAME`", code=2)
+    if args.json:
+        print(json.dumps(described, indent=2))
+        return 0
+    if not described:
+        print("no subscriptions: none is created until a worker hosting consumers starts", file=sys.stderr)
+        return 0
+    rows = []
+    for d in described:
+        hosts = ", ".join(_host_label(h) for h in d["live_hosts"]) or "-"
+        seen = "never" if d["last_seen"] is None else _ago(now - d["last_seen"])
+        rows.append((d["name"], " ".join(d["patterns"]),
+                     *(str(d["counts"][k]) for k in SUBSCRIPTION_COUNT_KEYS), hosts, seen, d["status"]))
+    print(_table(("SUBSCRIPTION", "PATTERNS", *(k.upper() for k in SUBSCRIPTION_COUNT_KEYS),
+                  "LIVE HOSTS", "LAST SEEN", "STATUS"), rows))
+    stale = [d["name"] for d in described if d["status"] == "STALE"]
+    if stale:
+        print(f"{_plural(len(stale), 'subscription')} had no live host for more than "
+              f"{stale_after:g}s: start what hosts them, or `rocketman subscriptions remove NAME`",
+              file=sys.stderr)
+    return 0
+
+
+def _remove_subscription(app: Rocketman, args: argparse.Namespace,
+                         described: list[dict[str, Any]]) -> int:
+    if not args.name:
+        raise CommandError("which one? `rocketman subscriptions remove NAME`", code=2)
+    found = next((d for d in described if d["name"] == args.name), None)
+    if found is None:
+        import difflib
+
+        close = difflib.get_close_matches(args.name, [d["name"] for d in described], n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else "; `rocketman subscriptions` lists them"
+        raise CommandError(f"no subscription named {args.name!r}{hint}", code=1)
+    if found["live_hosts"]:
+        raise CommandError(
+            f"the subscription {args.name!r} is hosted by live processes "
+            f"({', '.join(_host_label(h) for h in found['live_hosts'])}), which would register it "
+            "again: stop them (or deploy them without its consumer) first", code=1)
+    backlog = ", ".join(f"{k} {v}" for k, v in found["counts"].items())
+    if not args.yes:
+        if not sys.stdin.isatty():
+            raise CommandError(f"refusing to remove the subscription {args.name!r} ({backlog}) "
+                               "without --yes", code=1)
+        answer = input(f"Remove the subscription {args.name!r} with its backlog ({backlog})? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("nothing removed")
+            return 1
+    app.remove_subscription(args.name)
+    print(f"removed the subscription {args.name!r} ({backlog})")
+    return 0
 
 
 def _dead_letters(args: argparse.Namespace) -> int:
@@ -332,20 +472,20 @@ def _dead_letters(args: argparse.Namespace) -> int:
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.failed_at))
             first = r.error.strip().splitlines()[-1] if r.error.strip() else ""
             print(f"{r.id}  {when}  {name}  {r.consumer or '-'}  attempts {r.attempts}  {first}")
-        print(f"{len(records)} dead letters", file=sys.stderr)
+        print(_plural(len(records), "dead letter"), file=sys.stderr)
         return 0
     if args.action == "replay":
-        print(f"{app.replay_dead_letters(**filters)} dead letters replayed")
+        print(f"{_plural(app.replay_dead_letters(**filters), 'dead letter')} replayed")
         return 0
     count = len(app.dead_letters(**filters))
     if not args.yes:
         if not sys.stdin.isatty():
-            raise CommandError(f"refusing to purge {count} dead letters without --yes", code=1)
-        answer = input(f"Purge {count} dead letters? [y/N] ")
+            raise CommandError(f"refusing to purge {_plural(count, 'dead letter')} without --yes", code=1)
+        answer = input(f"Purge {_plural(count, 'dead letter')}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing purged")
             return 1
-    print(f"{app.purge_dead_letters(**filters)} dead letters purged")
+    print(f"{_plural(app.purge_dead_letters(**filters), 'dead letter')} purged")
     return 0
 
 

@@ -26,7 +26,7 @@ from rocketman_core import Rocketman
 from rocketman_core.testing import RedisServer
 
 TIMEOUT = 30
-COMMANDS = ["worker", "demo", "plugins", "emit", "stats", "dead-letters"]
+COMMANDS = ["worker", "demo", "plugins", "emit", "stats", "subscriptions", "dead-letters"]
 
 
 def rocketman(script: str, *args: str, env: dict[str, str], cwd: Path | None = None,
@@ -365,11 +365,12 @@ def test_emit_from_the_shell_is_counted_then_handled_by_a_worker_process(
     assert emitted.returncode == 0, emitted.stderr
     event_id = emitted.stdout.strip()
     assert event_id and len(emitted.stdout.splitlines()) == 1, "stdout is the event id alone"
+    # No worker ever ran, so no subscription exists yet: the event is parked for them.
     assert stats_of(rocketman_console_script, redis_storage_url, env) == {
-        "queued": 1, "reserved": 0, "delayed": 0, "dead": 0,
+        "queued": 0, "reserved": 0, "delayed": 0, "dead": 0, "parked": 1, "dropped": 0,
     }
     human = rocketman(rocketman_console_script, "stats", "--storage", redis_storage_url, env=env)
-    assert human.stdout.strip() == "queued 1  reserved 0  delayed 0  dead 0"
+    assert human.stdout.strip() == "queued 0  reserved 0  delayed 0  dead 0  parked 1  dropped 0"
 
     (tmp_path / "cli_worker_shipping.py").write_text(SHIPPING_MODULE)
     worker = start_worker(rocketman_console_script, "cli_worker_shipping",
@@ -415,7 +416,7 @@ def test_dead_letters_are_listed_filtered_and_replayed_from_the_shell(
                       "--storage", redis_storage_url, env=env)
     [line] = human.stdout.splitlines()
     assert record["id"] in line and "payment.captured" in line and "ValueError: card declined" in line
-    assert human.stderr.strip().endswith("1 dead letters")
+    assert human.stderr.strip().endswith("1 dead letter")
 
     for flag, value in (("--event", "refund.*"), ("--consumer", "*:nobody")):
         other = rocketman(rocketman_console_script, "dead-letters", "list", "--json", flag, value,
@@ -425,7 +426,7 @@ def test_dead_letters_are_listed_filtered_and_replayed_from_the_shell(
     replayed = rocketman(rocketman_console_script, "dead-letters", "replay", "--event", "payment.*",
                          "--storage", redis_storage_url, env=env)
     assert replayed.returncode == 0, replayed.stderr
-    assert replayed.stdout.strip() == "1 dead letters replayed"
+    assert replayed.stdout.strip() == "1 dead letter replayed"
     counts = stats_of(rocketman_console_script, redis_storage_url, env)
     assert (counts["queued"], counts["dead"]) == (1, 0)
 
@@ -438,9 +439,9 @@ def test_purging_dead_letters_asks_first(
 
     # No terminal to ask on: refused, not assumed.
     refused = rocketman(*purge, env=env)
-    assert "refusing to purge 1 dead letters without --yes" in assert_one_line_error(refused, 1)
+    assert "refusing to purge 1 dead letter without --yes" in assert_one_line_error(refused, 1)
 
-    for answer, code, said in ((b"n\n", 1, "nothing purged"), (b"y\n", 0, "1 dead letters purged")):
+    for answer, code, said in ((b"n\n", 1, "nothing purged"), (b"y\n", 0, "1 dead letter purged")):
         controller, terminal = pty.openpty()
         try:
             os.write(controller, answer)  # the terminal holds the line until input() reads it
@@ -450,13 +451,13 @@ def test_purging_dead_letters_asks_first(
             os.close(terminal)
             os.close(controller)
         assert asked.returncode == code, asked.stderr
-        assert "Purge 1 dead letters? [y/N]" in asked.stdout.decode()
+        assert "Purge 1 dead letter? [y/N]" in asked.stdout.decode()
         assert said in asked.stdout.decode()
     assert stats_of(rocketman_console_script, redis_storage_url, env)["dead"] == 0
 
     dead_letter_one_payment(redis_storage_url)
     done = rocketman(*purge, "--yes", env=env)
-    assert done.returncode == 0 and done.stdout.strip() == "1 dead letters purged"
+    assert done.returncode == 0 and done.stdout.strip() == "1 dead letter purged"
 
 
 @pytest.fixture
