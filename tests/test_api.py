@@ -170,12 +170,23 @@ def test_settings_come_from_the_environment_and_arguments_win(monkeypatch: pytes
 
 def test_storage_url_query_becomes_options() -> None:
     runtime = Rocketman()
-    runtime.configure(storage="memory://?maxsize=2&full_timeout=0.1", worker_count=0)
+    runtime.configure(storage="memory://?maxsize=2&full_timeout=0.1", worker_count=1, latency=0.2)
+    release = threading.Event()
+    started = threading.Event()
+
+    @runtime.on_event("*")
+    def slow(payload: Any) -> None:
+        started.set()
+        release.wait(10)
+
+    runtime.emit("taken")  # the worker holds it
+    assert started.wait(5)
     runtime.emit("a")
     runtime.emit("b")
     with pytest.raises(Exception, match="stayed full"):
         runtime.emit("c")
-    runtime.shutdown(timeout=0)
+    release.set()
+    runtime.shutdown(timeout=5)
 
 
 def test_a_storage_rejecting_an_option_names_it() -> None:
@@ -186,13 +197,17 @@ def test_a_storage_rejecting_an_option_names_it() -> None:
 
 
 def test_producer_only_process_emits_without_starting_workers() -> None:
+    """On memory, a process without workers hosts no consumer: its events are counted and dropped."""
     runtime = Rocketman()
     runtime.configure(worker_count=0)
+    runtime.on_event("emitted.only")(lambda payload: None)
     before = {t.name for t in threading.enumerate()}
-    runtime.emit("queued.only")
-    assert runtime.stats()["queued"] == 1
+    runtime.emit("emitted.only")
     assert {t.name for t in threading.enumerate()} == before
-    assert runtime.drain(timeout=0.2) is False
+    assert runtime.stats() == {"queued": 0, "reserved": 0, "delayed": 0, "dead": 0, "parked": 0,
+                               "dropped": 1}
+    assert runtime.subscriptions() == [], "a process without workers registered subscriptions"
+    assert runtime.drain(timeout=0.2) is True
     runtime.shutdown(timeout=0)
 
 
@@ -208,14 +223,26 @@ def test_workers_start_lazily_on_the_first_emit() -> None:
 
 def test_shutdown_counts_what_it_leaves_in_memory(caplog: pytest.LogCaptureFixture) -> None:
     runtime = Rocketman()
-    runtime.configure(worker_count=0)
+    runtime.configure(worker_count=1, latency=0.2, batch_size=1)
+    release = threading.Event()
+    started = threading.Event()
+
+    @runtime.on_event("never.handled")
+    def stuck(payload: Any) -> None:
+        started.set()
+        release.wait(10)
+
+    runtime.emit("never.handled", "held")
+    assert started.wait(5)
     for number in range(3):
         runtime.emit("never.handled", number)
     with caplog.at_level(logging.WARNING, logger="rocketman"):
         assert runtime.shutdown(timeout=0.1) is False
+    release.set()
     (record,) = [r for r in caplog.records if "not handled" in r.getMessage()]
     assert record.levelno == logging.WARNING
-    assert "3 events not handled" in record.getMessage()
+    assert "4 events not handled" in record.getMessage()
+    assert "queued 3, reserved 1" in record.getMessage()
 
 
 def test_debug_logs_each_emit_and_dispatch(caplog: pytest.LogCaptureFixture) -> None:

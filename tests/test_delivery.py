@@ -50,7 +50,8 @@ def test_100k_events_from_4_threads_reach_two_consumers_exactly_once(app: Rocket
     expected = Counter(range(100_000))
     assert first == expected
     assert second == expected
-    assert app.stats() == {"queued": 0, "reserved": 0, "delayed": 0, "dead": 0}
+    assert app.stats() == {"queued": 0, "reserved": 0, "delayed": 0, "dead": 0, "parked": 0,
+                           "dropped": 0}
 
 
 def test_a_failing_consumer_is_retried_alone(app: Rocketman, caplog: pytest.LogCaptureFixture) -> None:
@@ -134,22 +135,25 @@ def test_a_retry_for_a_consumer_that_is_gone_is_a_dead_letter(app: Rocketman) ->
     def vanishing(payload: Any) -> None:
         raise RuntimeError("first failure")
 
-    app.configure(storage="memory", worker_count=0, retry_backoff=0.01)
+    from rocketman_memory import MemoryStorage
+
+    storage = MemoryStorage()
+    app.configure(storage=storage, worker_count=0, retry_backoff=0.01)
+    (spec,) = app.consumers.all()
+    storage.subscribe([spec.subscription()], "test")
     app.emit("gone")
     # Handle the event in this thread with the consumer registered ...
-    storage = app._storage
-    assert storage is not None
-    (delivery,) = storage.reserve(1.0)
-    app._handle(storage, delivery.message)
-    storage.ack([delivery])
+    (delivery,) = storage.reserve([spec.name], 1.0)
+    assert app._handle(storage, delivery) is False  # retried: the storage took it back
     # ... then the consumer disappears before its retry comes due.
     app.consumers.clear()
-    deliveries = storage.reserve(5.0)
+    deliveries = storage.reserve([spec.name], 5.0)
     assert len(deliveries) == 1
-    app._handle(storage, deliveries[0].message)
-    storage.ack(deliveries)
+    assert app._handle(storage, deliveries[0]) is False
     (record,) = app.dead_letters()
-    assert "is not registered" in record.error
+    assert f"no consumer named {spec.name}" in record.error
+    assert record.consumer == spec.name
+    assert storage.stats()["reserved"] == 0, "the dead letter did not replace the delivery"
 
 
 @pytest.mark.parametrize(
@@ -166,14 +170,15 @@ def test_a_malformed_message_is_dead_lettered_and_the_worker_goes_on(
     app: Rocketman, raw: bytes, reason: str
 ) -> None:
     handled = threading.Event()
-    app.on_event("after")(lambda payload: handled.set())
+    app.on_event("after", name="after")(lambda payload: handled.set())
     app.emit("warm.up")
     storage = app._storage
     assert storage is not None
-    storage.push(raw)
+    storage.push("after", raw)  # as a foreign producer would, under the event's name
     app.emit("after")
     assert handled.wait(10)
     assert app.drain(timeout=10)
     (record,) = app.dead_letters()
     assert record.event is None and record.message == raw
+    assert record.consumer == "after", "a malformed message is a dead letter of its subscription"
     assert reason in record.error

@@ -91,11 +91,12 @@ def test_failed_says_whether_it_will_retry_then_dead_lettered(observed: Any) -> 
 
 def test_a_malformed_message_is_reported_dead_lettered_without_an_event(observed: Any) -> None:
     runtime, recorder = observed
+    runtime.on_event("warm.up", name="warm")(lambda payload: None)
     runtime.emit("warm.up")
-    runtime._storage.push(b"garbage")
+    runtime._storage.push("warm.up", b"garbage")
     assert runtime.drain(timeout=10)
     (dead,) = recorder.of("dead_lettered")
-    assert dead["event"] is None and dead["consumer"] is None
+    assert dead["event"] is None and dead["consumer"] == "warm"
     assert "malformed" in dead["reason"]
 
 

@@ -336,9 +336,9 @@ class CountingStorageFactory:
         pushed = self.pushed
 
         class CountedStorage(MemoryStorage):
-            def push(self, message: bytes) -> None:
+            def push(self, name: str, message: bytes) -> None:
                 pushed.append(message)
-                super().push(message)
+                super().push(name, message)
 
         register("counted", CountedStorage)
 

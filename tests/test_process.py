@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 from rocketman_core import Rocketman
@@ -99,9 +100,13 @@ def test_a_forked_child_gets_working_workers() -> None:
 
 def test_drain_returns_false_when_time_runs_out() -> None:
     runtime = Rocketman()
-    runtime.configure(worker_count=0)
+    runtime.configure(worker_count=1, latency=0.2)
+    release = threading.Event()
+    runtime.on_event("waits")(lambda payload: release.wait(10))
     runtime.emit("waits")
     started = time.monotonic()
     assert runtime.drain(timeout=0.3) is False
     assert 0.25 < time.monotonic() - started < 5
-    runtime.shutdown(timeout=0)
+    release.set()
+    assert runtime.drain(timeout=5) is True
+    runtime.shutdown(timeout=5)
