@@ -143,16 +143,19 @@ class KeyLayout:
         """Counter the dead letter ids come from."""
         return self._key("dead:seq")
 
-    # -- the 0.1 layout, routed by MIGRATE -------------------------------
+    # -- the inbox, and the 0.1 layout, routed by MIGRATE ----------------
 
     @property
     def queue(self) -> str:
-        """0.1: the one shared queue, which a 0.1 producer still LPUSHes to."""
+        """The inbox: producers in other languages (and rocketman 0.1) LPUSH envelopes here.
+
+        A process hosting subscriptions routes each by its ``name`` as it comes.
+        """
         return self._key("queue")
 
     @property
     def taking(self) -> str:
-        """0.1: the staging list of BLMOVE."""
+        """Where the inbox router moves a message (BLMOVE) until MIGRATE routes it."""
         return self._key("taking")
 
     @property

@@ -197,8 +197,8 @@ return {1, '', copied}
 #: past their age. KEYS: subscriptions, parked, dropped, the four 0.1 keys
 #: that may hold messages (queue, taking, leases, delayed), seen, then the
 #: hosts key of each subscription. ARGV: host, park_max_age_ms, park_limit,
-#: the names (in the order of their hosts keys). Returns {evicted, legacy
-#: messages waiting, missing names...}.
+#: the names (in the order of their hosts keys). Returns {evicted, inbox and
+#: due 0.1 messages waiting, missing names...}.
 KEEP_ALIVE = _NOW + _PARK + """
 local missing = {}
 for i = 9, #KEYS do
@@ -215,7 +215,7 @@ for i = 9, #KEYS do
 end
 local evicted = trim_parked(KEYS[2], KEYS[3], tonumber(ARGV[3]), tonumber(ARGV[2]))
 local legacy = redis.call('LLEN', KEYS[4]) + redis.call('LLEN', KEYS[5])
-  + redis.call('ZCARD', KEYS[6]) + redis.call('ZCARD', KEYS[7])
+  + redis.call('ZCOUNT', KEYS[6], '-inf', now) + redis.call('ZCOUNT', KEYS[7], '-inf', now)
 table.insert(missing, 1, legacy)
 table.insert(missing, 1, evicted)
 return missing
@@ -534,10 +534,11 @@ local totals = {queued, reserved, delayed, redis.call('ZCARD', KEYS[6]),
 return {totals, rows}
 """
 
-#: Route what a 0.1 layout holds into the subscriptions: what 0.1 producers
-#: pushed to the old queue (during a rolling deploy), retries falling due
-#: (to the consumer they name, else by name), expired 0.1 leases. Reads
-#: each message's name with cjson; a message without one is dead-lettered.
+#: Route what the inbox ``{ns}:queue`` holds into the subscriptions: what
+#: producers in other languages (and 0.1 producers, during a rolling deploy)
+#: pushed there, then 0.1 retries falling due (to the consumer they name,
+#: else by name) and expired 0.1 leases. Reads each message's name with
+#: cjson, the only script that decodes; a message without one is dead-lettered.
 #: KEYS: version, subscriptions, parked, dropped, the 0.1 queue, taking,
 #: reserved, leases, delayed, then dead, dead messages, reasons, times,
 #: dead sequence, then queue and wake of each subscription. ARGV: version,
@@ -556,21 +557,30 @@ local function push(j, message)
   redis.call('LPUSH', KEYS[13 + 2 * j], message)
   pushed[j] = (pushed[j] or 0) + 1
 end
+local function dead(message, reason)
+  local id = redis.call('INCR', KEYS[14])
+  redis.call('ZADD', KEYS[10], id, id)
+  redis.call('HSET', KEYS[11], id, message)
+  redis.call('HSET', KEYS[12], id, reason)
+  redis.call('HSET', KEYS[13], id, clock[1] .. '.' .. string.format('%06d', tonumber(clock[2])))
+end
 local function route(message, targeted)
   moved = moved + 1
   local ok, decoded = pcall(cjson.decode, message)
   if not ok or type(decoded) ~= 'table' or type(decoded['name']) ~= 'string' then
-    local id = redis.call('INCR', KEYS[14])
-    redis.call('ZADD', KEYS[10], id, id)
-    redis.call('HSET', KEYS[11], id, message)
-    redis.call('HSET', KEYS[12], id,
-      'malformed message: found in the 0.1 queue without a name that rocketman 0.2 can route by')
-    redis.call('HSET', KEYS[13], id, clock[1] .. '.' .. string.format('%06d', tonumber(clock[2])))
+    dead(message, 'malformed message: pushed to the inbox without a name to route it by '
+      .. '(not a JSON object with a string "name")')
     return
   end
   local consumer = decoded['consumer']
-  if targeted and type(consumer) == 'string' and index[consumer] then
-    push(index[consumer], message)
+  if targeted and type(consumer) == 'string' then
+    -- A 0.1 retry is for one consumer: never its siblings, which already ran.
+    if index[consumer] then
+      push(index[consumer], message)
+    else
+      dead(message, 'a rocketman 0.1 retry for the consumer ' .. consumer .. ', which no '
+        .. 'subscription is named after: replay it once a worker hosting it runs')
+    end
     return
   end
   local hit = false

@@ -190,6 +190,8 @@ class RedisStorage(Subscriptions, DeadLetters):
         self._retries = 0
         self._evicted = 0
         self._evictions_logged_at = float("-inf")
+        self._router: threading.Thread | None = None
+        self._router_client: int | None = None
         self._closed = False
 
     # -- the table of subscriptions --------------------------------------
@@ -551,6 +553,7 @@ class RedisStorage(Subscriptions, DeadLetters):
             return
         self._closed = True
         self.interrupt()
+        self._stop_router()
         if self._owns_client:
             self._client.close()
 

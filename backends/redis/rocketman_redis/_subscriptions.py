@@ -6,6 +6,8 @@ A mixin of :class:`~rocketman_redis.RedisStorage`.
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -35,14 +37,27 @@ _MIGRATE_BATCH = 500
 _MIGRATE_CALLS = 20
 
 
+#: Seconds the inbox router blocks before it looks whether the storage closed.
+_ROUTER_BLOCK = 5.0
+
+
 class Subscriptions:
     """The subscription half of :class:`~rocketman_redis.RedisStorage`."""
 
     keys: KeyLayout
     url: str
+    socket_timeout: float
     _wire: Wire
     _table: Table
     _park_args: tuple[str, str]
+    _closed: bool
+    _lock: threading.Lock
+    _interrupted: threading.Condition
+    _router: threading.Thread | None
+    _router_client: int | None
+
+    def _unblock(self, client_ids: Sequence[int]) -> None:
+        raise NotImplementedError  # provided by RedisStorage
 
     def _error(self, doing: str, error: RedisError) -> StorageError:
         raise NotImplementedError  # provided by RedisStorage
@@ -75,7 +90,61 @@ class Subscriptions:
                 subscription.name, bool(created),
                 tuple(previous.decode().split()) if previous else None, int(copied)))
         self._migrate()
+        self._start_router()
         return done
+
+    # -- the inbox: {ns}:queue -------------------------------------------------
+
+    def _start_router(self) -> None:
+        """Route what is pushed to the inbox as it comes, on a thread of a process that hosts."""
+        with self._lock:
+            if self._router is not None or self._closed:
+                return
+            self._router = threading.Thread(target=self._route_inbox, daemon=True,
+                                            name="rocketman-redis-inbox")
+        self._router.start()
+
+    def _route_inbox(self) -> None:
+        """Block until the inbox has a message, move it to ``{ns}:taking``, route it (MIGRATE).
+
+        BLMOVE *moves* the message, so a process killed before it routed it
+        loses nothing: MIGRATE takes ``{ns}:taking`` first, in any process.
+        Producers in other languages (and 0.1 producers during a rolling
+        deploy) push to the inbox; this is why their events arrive at once.
+        """
+        keys = self.keys
+        failures = 0
+
+        def on_blocked(client_id: int | None) -> None:
+            with self._lock:
+                self._router_client = client_id
+            if self._closed and client_id is not None:
+                self._unblock([client_id])
+
+        while not self._closed:
+            try:
+                moved = self._wire.block_move(keys.queue, keys.taking, _ROUTER_BLOCK,
+                                              self.socket_timeout, on_blocked)
+                if moved is not None:
+                    self._migrate()
+                failures = 0
+            except Exception as error:  # the workers log outages; this thread retries quietly
+                failures += 1
+                logger.debug("the inbox router failed (%s); trying again", error)
+                with self._interrupted:
+                    if not self._closed:
+                        self._interrupted.wait(min(5.0, 0.1 * 2 ** min(failures, 6)))
+            finally:
+                with self._lock:
+                    self._router_client = None
+
+    def _stop_router(self) -> None:
+        with self._lock:
+            client_id, router = self._router_client, self._router
+        if client_id is not None:
+            self._unblock([client_id])
+        if router is not None and router is not threading.current_thread():
+            router.join(1.0)
 
     def keep_alive(self, host: str, names: Sequence[str]) -> list[str]:
         """Record that ``host`` hosts ``names`` now, evict aged parked events, route 0.1 leftovers."""
@@ -94,8 +163,10 @@ class Subscriptions:
             self._migrate()
         return [name.decode() for name in missing]
 
+    _inbox_logged_at = float("-inf")
+
     def _migrate(self) -> None:
-        """Route what the 0.1 layout holds (an old producer's pushes, retries, leases) into the subscriptions."""
+        """Route what the inbox holds (foreign or 0.1 producers' pushes, 0.1 retries and leases)."""
         keys = self.keys
 
         def build(table: Table) -> tuple[list[str], list[Any]]:
@@ -108,15 +179,16 @@ class Subscriptions:
 
         moved_total = 0
         for _ in range(_MIGRATE_CALLS):
-            moved, left = self._versioned(_MIGRATE, build, "route the 0.1 queue")
+            moved, left = self._versioned(_MIGRATE, build, "route the inbox")
             moved_total += int(moved)
             if not left or not moved:
                 break
-        if moved_total:
+        if moved_total and (time.monotonic() - self._inbox_logged_at > 60):
+            self._inbox_logged_at = time.monotonic()
             logger.info(
-                "routed %d events of the 0.1 layout (the queue %s, its retries and leases) into "
-                "the subscriptions; 0.1 producers still running are routed every few seconds",
-                moved_total, keys.queue)
+                "routed %d events from the inbox %s (pushed there by producers in other "
+                "languages or by rocketman 0.1, with 0.1's retries and leases) into the "
+                "subscriptions", moved_total, keys.queue)
 
     def leave(self, host: str, names: Sequence[str]) -> None:
         """``host`` stops hosting ``names``: it is no longer listed as their host."""

@@ -155,6 +155,12 @@ class Wire:
             self.call("SCRIPT", "LOAD", script.source)
             return self.call("EVALSHA", script.sha, len(keys), *keys, *args)
 
+    def block_move(self, source: str, destination: str, seconds: float, read_margin: float,
+                   on_blocked: Any) -> Any:
+        """BLMOVE ``source`` -> ``destination``, blocking up to ``seconds`` (see :meth:`block_pop`)."""
+        return self._block(("BLMOVE", source, destination, "RIGHT", "LEFT", f"{seconds:.3f}"),
+                           seconds, read_margin, on_blocked)
+
     def block_pop(self, keys: Sequence[str], seconds: float, read_margin: float,
                   on_blocked: Any) -> Any:
         """BLPOP the first of ``keys`` that has an element, blocking up to ``seconds``.
@@ -164,12 +170,14 @@ class Wire:
         the BLPOP waits, so another thread can end the wait with CLIENT
         UNBLOCK. Waits for the answer at most ``seconds + read_margin``.
         """
+        return self._block(("BLPOP", *keys, f"{seconds:.3f}"), seconds, read_margin, on_blocked)
+
+    def _block(self, command: tuple[Any, ...], seconds: float, read_margin: float,
+               on_blocked: Any) -> Any:
         connection = self.connection()
         try:
-            connection.send_packed_command(connection.pack_commands([
-                ("CLIENT", "ID"),
-                ("BLPOP", *keys, f"{seconds:.3f}"),
-            ]), check_health=False)
+            connection.send_packed_command(connection.pack_commands([("CLIENT", "ID"), command]),
+                                           check_health=False)
             try:
                 client_id: int | None = int(connection.read_response())
             except ResponseError:
@@ -177,7 +185,8 @@ class Wire:
             on_blocked(client_id)
             if not connection.can_read(timeout=seconds + read_margin):
                 raise RedisTimeoutError(
-                    f"Redis did not answer a BLPOP of {seconds:.1f}s within {read_margin:.1f}s more")
+                    f"Redis did not answer a {command[0]} of {seconds:.1f}s within "
+                    f"{read_margin:.1f}s more")
             return connection.read_response()
         except BaseException:
             # Whatever the failure, the reply may still come: never reuse the connection.
