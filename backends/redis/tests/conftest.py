@@ -36,6 +36,13 @@ def fresh_namespace() -> str:
     return f"test-{uuid.uuid4().hex[:12]}"
 
 
+def delete_namespace(client: redis.Redis, keys: KeyLayout) -> None:
+    """Delete every key of a namespace (its subscriptions' keys included)."""
+    found = list(client.scan_iter(match=keys.pattern, count=1000))
+    if found:
+        client.delete(*found)
+
+
 def wait_for(condition: Callable[[], bool], timeout: float, failure: Callable[[], str],
              interval: float = 0.02) -> None:
     """Return once ``condition()`` holds; fail with ``failure()`` (computed then) after ``timeout``."""
@@ -44,6 +51,12 @@ def wait_for(condition: Callable[[], bool], timeout: float, failure: Callable[[]
         if time.monotonic() >= deadline:
             raise AssertionError(f"{failure()} (waited {timeout}s)")
         time.sleep(interval)
+
+
+@pytest.fixture
+def redis_delete_namespace() -> Callable[[redis.Redis, KeyLayout], None]:
+    """``delete(client, keys)``: delete every key of a namespace, for tests that build storages by hand."""
+    return delete_namespace
 
 
 @pytest.fixture
@@ -73,7 +86,7 @@ def redis_storage_factory(
     with redis.Redis.from_url(rocketman_redis_server.url) as client:
         for storage in made:
             storage.close()
-            client.delete(*storage.keys.all())
+            delete_namespace(client, storage.keys)
 
 
 @pytest.fixture
@@ -133,7 +146,7 @@ def redis_make_queue() -> Iterator[Callable[..., SharedQueue]]:
     for server, keys in made:
         if server.ping():
             with redis.Redis.from_url(server.url) as client:
-                client.delete(*keys.all())
+                delete_namespace(client, keys)
 
 
 @pytest.fixture

@@ -17,10 +17,13 @@ import pytest
 import redis
 from rocketman_redis import RedisStorage, StorageError, StorageUnavailable
 
-from rocketman_core import ConfigurationError, Rocketman, RocketmanError
+from rocketman_core import ConfigurationError, Rocketman, RocketmanError, Subscription
 from rocketman_core.testing import RedisServer, free_port
 
 SECRET = "s3cret-Passw0rd"
+#: One subscription taking every event, as a worker process would register it.
+EVERYTHING = Subscription("s", ("*",))
+EMPTY = {"queued": 0, "reserved": 0, "delayed": 0, "dead": 0, "parked": 0, "dropped": 0}
 
 
 def _build(spec: str, **options: Any) -> Any:
@@ -85,7 +88,7 @@ def test_discovering_the_plugin_does_not_import_redis_py() -> None:
 
 
 def test_a_url_selects_the_storage_with_namespace_and_lease_from_its_query(
-    rocketman_redis_server: RedisServer, redis_raw: redis.Redis,
+    rocketman_redis_server: RedisServer, redis_raw: redis.Redis, redis_delete_namespace: Any,
 ) -> None:
     """``redis://host:port/db?namespace=...&lease=...``: options arrive as strings and are applied."""
     storage = _build(f"{rocketman_redis_server.url}?namespace=from-url&lease=7.5")
@@ -94,11 +97,12 @@ def test_a_url_selects_the_storage_with_namespace_and_lease_from_its_query(
         assert storage.keys.namespace == "from-url"
         assert storage.lease == 7.5
         assert storage.renew_interval == 2.5
-        storage.push(b"hello")
-        assert redis_raw.lrange("{from-url}:queue", 0, -1) == [b"hello"]
+        storage.subscribe([EVERYTHING], "test-host")
+        storage.push("hello.sent", b"hello")
+        assert redis_raw.lrange("{from-url}:sub:s:queue", 0, -1) == [b"hello"]
     finally:
         storage.close()
-        redis_raw.delete(*storage.keys.all())
+        redis_delete_namespace(redis_raw, storage.keys)
 
 
 def test_the_name_redis_reads_the_url_from_the_environment(
@@ -107,12 +111,14 @@ def test_the_name_redis_reads_the_url_from_the_environment(
     """``storage="redis"`` connects to ``ROCKETMAN_REDIS_URL``; the namespace defaults to rocketman."""
     monkeypatch.setenv("ROCKETMAN_REDIS_URL", rocketman_redis_server.url)
     storage = _build("redis", namespace="from-env")
+    default = _build("redis")
     try:
         assert storage.url == rocketman_redis_server.url
-        assert storage.stats() == {"queued": 0, "reserved": 0, "delayed": 0, "dead": 0}
-        assert _build("redis").keys.namespace == "rocketman"
+        assert storage.stats() == EMPTY
+        assert default.keys.namespace == "rocketman"
     finally:
         storage.close()
+        default.close()
 
 
 def test_rediss_and_unix_urls_select_the_redis_storage_and_unix_sockets_work(
@@ -124,8 +130,9 @@ def test_rediss_and_unix_urls_select_the_redis_storage_and_unix_sockets_work(
     assert plugins.backend("storage", "unix").name == "redis"
     storage = _build(f"unix://{redis_unix_server}?namespace=sock&lease=5")
     try:
-        storage.push(b"through the socket")
-        taken = storage.reserve(5)
+        storage.subscribe([EVERYTHING], "test-host")
+        storage.push("socket.event", b"through the socket")
+        taken = storage.reserve(("s",), 5)
         assert [d.message for d in taken] == [b"through the socket"]
         storage.ack(taken)
     finally:
@@ -154,7 +161,8 @@ def test_an_existing_client_is_used_and_left_open(
     """``client=redis.Redis(...)`` (also ``storage_options={"client": ...}``); closing leaves it open."""
     client = redis.Redis.from_url(rocketman_redis_server.url)
     storage = redis_storage_factory(url=None, client=client)
-    storage.push(b"via client")
+    storage.subscribe([EVERYTHING], "test-host")
+    storage.push("client.event", b"via client")
     assert storage.stats()["queued"] == 1
     storage.close()
     assert client.ping(), "the storage closed a client it did not own"
@@ -180,7 +188,7 @@ def test_push_to_a_refusing_port_raises_the_clear_error_at_once_with_credentials
     storage = RedisStorage(f"redis://alice:{SECRET}@127.0.0.1:{port}/0")
     started = time.monotonic()
     with pytest.raises(StorageUnavailable) as raised:
-        storage.push(b"lost?")
+        storage.push("some.event", b"lost?")
     assert time.monotonic() - started < 1.0
     message = str(raised.value)
     assert isinstance(raised.value, RocketmanError) and isinstance(raised.value, ConnectionError)
@@ -195,7 +203,9 @@ def test_push_and_reserve_on_a_hung_server_fail_within_the_bound_never_hang(
     """A server that accepts and never answers: the timeouts bound emit and reserve."""
     storage = RedisStorage(f"redis://127.0.0.1:{redis_silent_server}/0",
                            connect_timeout=0.5, socket_timeout=0.5)
-    for operation in (lambda: storage.push(b"x"), lambda: storage.reserve(5)):
+    for operation in (lambda: storage.push("some.event", b"x"),
+                      lambda: storage.subscribe([EVERYTHING], "test-host"),
+                      lambda: storage.reserve(("s",), 5)):
         started = time.monotonic()
         with pytest.raises(StorageUnavailable, match="unreachable"):
             operation()
@@ -211,12 +221,13 @@ def test_wrong_credentials_are_an_error_that_does_not_show_them() -> None:
             admin.config_set("requirepass", "the-right-one")
         storage = RedisStorage(f"redis://default:{SECRET}@127.0.0.1:{server.port}/0")
         with pytest.raises(StorageError, match="refused the credentials") as raised:
-            storage.push(b"x")
+            storage.push("some.event", b"x")
         assert not isinstance(raised.value, StorageUnavailable)
         assert SECRET not in str(raised.value) and SECRET not in repr(storage)
         storage.close()
         allowed = RedisStorage(f"redis://default:the-right-one@127.0.0.1:{server.port}/0")
-        allowed.push(b"x")
+        allowed.subscribe([EVERYTHING], "test-host")
+        allowed.push("some.event", b"x")
         assert allowed.stats()["queued"] == 1
         allowed.close()
 
@@ -228,10 +239,17 @@ def test_credentials_never_appear_in_worker_logs_or_cli_output(
     url = f"redis://alice:{SECRET}@127.0.0.1:{free_port()}/0?lease=1"
     app = Rocketman()
     app.configure(storage=url, worker_count=2, latency=0.2)
+
+    @app.on_event("anything.*", name="credentials-test")
+    def handler(payload: Any) -> None:  # never called: there is no Redis
+        raise AssertionError("handled an event from nowhere")
+
     with caplog.at_level(logging.DEBUG, logger="rocketman"):
         app.start()
-        redis_wait_for(lambda: "failed to give work" in caplog.text, 10,
-                       lambda: "the workers never logged the unreachable storage")
+        # Registering the consumer's subscription fails, then every reserve does.
+        redis_wait_for(lambda: "could not register the subscriptions credentials-test"
+                       in caplog.text and "failed to give work" in caplog.text, 10,
+                       lambda: f"the workers never logged the unreachable storage:\n{caplog.text}")
         app.shutdown(timeout=1)
     assert "127.0.0.1" in caplog.text
     assert SECRET not in caplog.text
@@ -250,30 +268,34 @@ def test_a_stopped_server_fails_reserve_promptly_and_the_storage_reconnects_to_w
     with RedisServer(appendonly=True) as server:
         storage = RedisStorage(server.url, namespace="restart", connect_timeout=0.5,
                                socket_timeout=1)
-        storage.push(b"held across the restart")
-        held = storage.reserve(5)
+        storage.subscribe([EVERYTHING], "test-host")
+        storage.push("restart.before", b"held across the restart")
+        held = storage.reserve(("s",), 5)
         outcome: list[Any] = []
 
         def reserve_blocked() -> None:
             try:
-                outcome.append(storage.reserve(30))
+                outcome.append(storage.reserve(("s",), 30))
             except Exception as error:
                 outcome.append(error)
 
         thread = threading.Thread(target=reserve_blocked, daemon=True)
         thread.start()
         with redis.Redis.from_url(server.url) as admin:
-            redis_wait_for(lambda: any(c.get("cmd") == "blmove" for c in admin.client_list()), 5,
-                           lambda: "the reserve never blocked in BLMOVE")
+            redis_wait_for(lambda: any(c.get("cmd") == "blpop" for c in admin.client_list()), 5,
+                           lambda: "the reserve never blocked in BLPOP")
         stopped = time.monotonic()
         server.stop()
         thread.join(10)
         assert outcome and isinstance(outcome[0], StorageUnavailable), outcome
         assert time.monotonic() - stopped < 5
         server.start()
-        # The lease survived in Redis (append-only file): the ack still lands.
+        # The subscription and the lease survived in Redis (append-only
+        # file): the ack still lands, and events are still routed to it.
+        assert [info.name for info in storage.subscriptions()] == ["s"]
         assert storage.stats()["reserved"] == 1
         storage.ack(held)
-        storage.push(b"after")
-        assert [d.message for d in storage.reserve(5)] == [b"after"]
+        storage.push("restart.after", b"after")
+        assert [d.message for d in storage.reserve(("s",), 5)] == [b"after"]
+        assert storage.stats() == {**EMPTY, "reserved": 1}
         storage.close()

@@ -1,4 +1,4 @@
-"""The storage conformance kit of the core, unchanged, on the Redis storage."""
+"""The storage conformance kit of the core, unchanged, on the Redis storage (two handles share one namespace)."""
 
 from __future__ import annotations
 
@@ -17,3 +17,9 @@ class TestRedisStorageContract(StorageContract):
     @pytest.fixture
     def storage(self, redis_storage_factory: Callable[..., RedisStorage]) -> Iterator[Storage]:
         yield redis_storage_factory()
+
+    @pytest.fixture
+    def other_storage(self, storage: RedisStorage,
+                      redis_storage_factory: Callable[..., RedisStorage]) -> Storage:
+        """Another connection on the same namespace, as another process has it."""
+        return redis_storage_factory(namespace=storage.keys.namespace)

@@ -89,29 +89,55 @@ MALFORMED = {
     b'{"id": "x2", "name": "has a space"}': "invalid event name",
 }
 
+#: What a foreign (or 0.1) producer LPUSHes to the 0.1 queue ``{ns}:queue``.
+#: Without a name to route by, it cannot reach a subscription: the storage
+#: dead-letters it for nobody. With one, it is routed, and the worker
+#: dead-letters it as its subscription's.
+MALFORMED_IN_THE_0_1_QUEUE = {
+    b"\x00\x01 garbage in the old queue": ("without a name", None),
+    b'{"no": "name here"}': ("without a name", None),
+    b'{"id": 7, "name": "load.legacy"}': ("'id'", "redis_storage_worker_app:record"),
+}
+
 
 def test_malformed_messages_pushed_by_hand_end_in_dead_letters_and_the_worker_goes_on(
     redis_producer: Rocketman, redis_workers: WorkerProcesses, redis_queue: SharedQueue,
     redis_wait_for: Wait, rocketman_redis_server: RedisServer,
 ) -> None:
-    """Garbage bytes, foreign JSON and wrong types LPUSHed into the queue are dead-lettered with reasons."""
+    """Garbage bytes, foreign JSON and wrong types LPUSHed by hand are dead-lettered with reasons.
+
+    Into the worker's subscription queue (a foreign producer that writes
+    Redis itself), and into the 0.1 queue (a producer of the old layout):
+    nothing is lost, nothing stops the worker.
+    """
     worker = redis_workers.start(latency=3.0)  # the default: stopping must not wait it out
+    # The worker registered its consumer's subscription when it started.
+    consumer = "redis_storage_worker_app:record"
+    assert [info.name for info in redis_producer.subscriptions()] == [consumer]
     with redis.Redis.from_url(rocketman_redis_server.url) as client:
         for message in MALFORMED:
+            client.lpush(redis_queue.keys.subscription(consumer).queue, message)
+        for message in MALFORMED_IN_THE_0_1_QUEUE:
             client.lpush(redis_queue.keys.queue, message)
     after = redis_producer.emit("load.after", {"still": "working"})
     redis_workers.wait_all_handled({after}, 30)
-    redis_wait_for(lambda: redis_producer.stats()["dead"] == len(MALFORMED), 30,
+    expected = {**{m: (reason, consumer) for m, reason in MALFORMED.items()},
+                **MALFORMED_IN_THE_0_1_QUEUE}
+    # The worker's process routes the 0.1 queue (at the latest at its keep-alive, every 5 s).
+    redis_wait_for(lambda: redis_producer.stats()["dead"] == len(expected), 30,
                    lambda: f"dead letters: {redis_producer.stats()}\n{worker.log()[-3000:]}")
     assert worker.process.poll() is None, "the worker died on a malformed message"
 
     letters = {letter.message: letter for letter in redis_producer.dead_letters()}
-    assert set(letters) == set(MALFORMED)
-    for message, expected in MALFORMED.items():
+    assert set(letters) == set(expected)
+    for message, (reason, owner) in expected.items():
         letter = letters[message]
         assert letter.event is None
         assert letter.error.startswith("malformed message"), letter.error
-        assert expected in letter.error, f"{message!r}: {letter.error}"
+        assert reason in letter.error, f"{message!r}: {letter.error}"
+        assert letter.consumer == owner, f"{message!r}: dead-lettered for {letter.consumer}"
+    redis_wait_for(lambda: _settled(redis_producer), 10,
+                   lambda: f"events left in Redis: {redis_producer.stats()}")
     stopping = time.monotonic()
     assert worker.terminate() == 0
     assert time.monotonic() - stopping < 2.0, "SIGTERM waited out the workers' 3s latency"

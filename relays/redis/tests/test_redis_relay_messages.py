@@ -12,7 +12,7 @@ import redis
 from rocketman_memory import MemoryStorage
 from rocketman_relay_redis import RedisRelay
 
-from rocketman_core import Rocketman
+from rocketman_core import Rocketman, Subscription
 from rocketman_core.pytest_plugin import RecordingRocketman
 
 MakeRelay = Callable[..., RedisRelay]
@@ -92,8 +92,11 @@ def test_a_failing_emit_is_counted_and_the_relay_goes_on(
     make_redis_relay: MakeRelay, redis_publisher: redis.Redis, caplog: pytest.LogCaptureFixture,
     wait_for: Any,
 ) -> None:
-    # A real storage that refuses events: full, and no worker takes any.
+    # A real storage that refuses events: full, and no worker takes any. A
+    # subscription takes every event (an event nothing subscribes to would
+    # be dropped by the memory storage, not refused).
     storage = MemoryStorage(maxsize=1, full_timeout=0)
+    storage.subscribe([Subscription("relayed", ("*",))], "test-host")
     app = Rocketman()
     app.configure(storage=storage, executor="threads", worker_count=0)
     relay = started(make_redis_relay(), app.emit)
@@ -102,10 +105,11 @@ def test_a_failing_emit_is_counted_and_the_relay_goes_on(
         redis_publisher.publish("second", "2")  # the storage is full: QueueFull
         wait_for(lambda: relay.stats()["dropped_emit_failed"] == 1, "the failed emit to be counted")
         assert any(r.levelno == logging.ERROR and "QueueFull" in r.getMessage() for r in caplog.records)
-        storage.ack(storage.reserve(0, 1))  # room again
+        assert storage.stats()["dropped"] == 0, "the storage dropped an event instead of refusing it"
+        storage.ack(storage.reserve(("relayed",), 0, 1))  # room again
         redis_publisher.publish("third", "3")
         wait_for(lambda: relay.stats()["emitted"] == 2, "the relay to emit again once there is room")
-        assert b'"name":"third"' in storage.reserve(0, 5)[0].message
+        assert b'"name":"third"' in storage.reserve(("relayed",), 0, 5)[0].message
     finally:
         relay.stop(5)
         app.shutdown(timeout=1)
