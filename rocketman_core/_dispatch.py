@@ -199,14 +199,18 @@ class Dispatch:
         try:
             # Round-trip through JSON as a storage would: a consumer sees the
             # same payload inline as it will with memory or Redis.
-            payload = _decode_json(_encode_json(payload))
+            text = _encode_json(payload)
+            payload = _decode_json(text)
         except (TypeError, ValueError) as error:
             raise payload_error(name, error) from None
-        event = Event(event_id, name, payload, time.time())
+        emitted_at = time.time()
         first: Exception | None = None
-        for spec in self.consumers.for_name(name):
+        for index, spec in enumerate(self.consumers.for_name(name)):
+            # Each consumer its own copy, as each subscription decodes its own
+            # delivery on a storage: one consumer's changes never reach another.
+            mine = payload if index == 0 else _decode_json(text)
             try:
-                spec.invoke(payload, event)
+                spec.invoke(mine, Event(event_id, name, mine, emitted_at))
             except Exception as error:
                 if first is None:
                     first = error

@@ -182,3 +182,32 @@ def test_a_malformed_message_is_dead_lettered_and_the_worker_goes_on(
     assert record.event is None and record.message == raw
     assert record.consumer == "after", "a malformed message is a dead letter of its subscription"
     assert reason in record.error
+
+
+@pytest.mark.parametrize("executor", ["threads", "inline"])
+def test_each_consumer_of_an_event_gets_a_payload_of_its_own(executor: str) -> None:
+    """A consumer that changes its payload changes nothing another consumer sees."""
+    runtime = Rocketman()
+    runtime.configure(storage="memory", executor=executor, worker_count=2, latency=0.5)
+    seen: list[Any] = []
+    lock = threading.Lock()
+
+    @runtime.on_event("shared", name="mutator")
+    def mutator(payload: Any, event: Event) -> None:
+        payload["items"].append("mutated")
+        with lock:
+            seen.append(("mutator", list(payload["items"]), event.payload is payload))
+
+    @runtime.on_event("shared", name="reader")
+    def reader(payload: Any, event: Event) -> None:
+        with lock:
+            seen.append(("reader", list(payload["items"]), event.payload is payload))
+
+    try:
+        for _ in range(20):
+            runtime.emit("shared", {"items": ["original"]})
+        assert runtime.drain(timeout=10)
+    finally:
+        runtime.shutdown(timeout=5)
+    assert sorted({tuple(map(str, s)) for s in seen}) == [
+        ("mutator", "['original', 'mutated']", "True"), ("reader", "['original']", "True")]
