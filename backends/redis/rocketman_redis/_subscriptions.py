@@ -98,7 +98,8 @@ class Subscriptions:
     def _start_router(self) -> None:
         """Route what is pushed to the inbox as it comes, on a thread of a process that hosts."""
         with self._lock:
-            if self._router is not None or self._closed:
+            # A thread of the parent is not alive in a forked child: start one there.
+            if (self._router is not None and self._router.is_alive()) or self._closed:
                 return
             self._router = threading.Thread(target=self._route_inbox, daemon=True,
                                             name="rocketman-redis-inbox")
