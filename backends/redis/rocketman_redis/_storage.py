@@ -2,11 +2,13 @@
 
 How a message moves (keys of :class:`~rocketman_redis.KeyLayout`):
 
-* ``push``: the PUSH script LPUSHes the message onto the queue of every
-  subscription the event matches, in one round trip, and leaves a wake-up
-  token for blocked workers; an event nothing matches goes to the parked
-  log. The client routes, from its copy of the table of subscriptions; the
-  script checks the table's version (see :mod:`._routing`).
+* ``push``: one plain ``LPUSH`` onto the inbox ``{ns}:queue``, with the
+  event's name beside the bytes. A router (a thread of each process that
+  hosts subscriptions) moves what arrives there into the queue of every
+  subscription the event matches, or into the parked log, and leaves
+  wake-up tokens for blocked workers, in batches, with one script call (see
+  :mod:`._routing_scripts`: an event reaches the subscriptions that existed
+  when it was pushed, however late it is routed).
 * ``reserve``: the TAKE script leases what is ready in the hosted
   subscriptions' queues, in one round trip; when nothing is, the worker
   blocks in ``BLPOP`` on their wake-up lists (no polling) and runs TAKE
@@ -36,7 +38,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from rocketman_core import mask_url
 
-from . import _scripts
+from . import _routing_scripts, _scripts
 from ._dead_letters import DeadLetters
 from ._errors import StorageError, StorageUnavailable
 from ._layout import SubscriptionKeys
@@ -56,15 +58,18 @@ _HINT_FRESH = 0.5
 _NEVER = float("inf")
 # Log evictions from the parked log at most this often.
 _EVICTION_LOG_INTERVAL = 60.0
+# A producer routes what waits in the inbox itself once it is this long (no
+# router keeps up, or none runs): the inbox stays bounded, parking applies.
+_INBOX_ROUTE_AT = 10_000
+# ... at most this often.
+_INBOX_ROUTE_EVERY = 0.05
 
-_PUSH = Script(_scripts.PUSH)
-_PUSH_MANY = Script(_scripts.PUSH_MANY)
 _TAKE = Script(_scripts.TAKE)
 _ACK = Script(_scripts.ACK)
 _RELEASE = Script(_scripts.RELEASE)
 _RENEW = Script(_scripts.RENEW)
 _RETRY_LATER = Script(_scripts.RETRY_LATER)
-_COUNTS = Script(_scripts.COUNTS)
+_COUNTS = Script(_routing_scripts.COUNTS)
 
 
 class _Delivery:
@@ -190,6 +195,8 @@ class RedisStorage(Subscriptions, DeadLetters):
         self._retries = 0
         self._evicted = 0
         self._evictions_logged_at = float("-inf")
+        self._frames: dict[str, bytes] = {}
+        self._inbox_routed_at = float("-inf")
         self._router: threading.Thread | None = None
         self._router_client: int | None = None
         self._closed = False
@@ -212,87 +219,65 @@ class RedisStorage(Subscriptions, DeadLetters):
             return reply
         raise StorageError(f"could not {doing}: the subscriptions at {self.url} kept changing")
 
-    def _table_now(self) -> Table:
-        """The table as Redis has it now (one round trip)."""
-        try:
-            reply = self._wire.call_many([("GET", self.keys.version), ("HGETALL", self.keys.subscriptions)])
-        except RedisError as error:
-            raise self._error("read the subscriptions", error) from error
-        version, flat = reply
-        table = Table.from_reply(self.keys, [STALE, version or b"0", *flat])
-        self._table = table
-        return table
+    def _routing(self, table: Table, limit: int) -> tuple[list[str], list[Any]]:
+        """The KEYS and ARGV every routing script starts with (see :mod:`._routing_scripts`)."""
+        keys = self.keys
+        script_keys = [keys.version, keys.subscriptions, keys.parked, keys.dropped, keys.queue,
+                       keys.taking, keys.reserved, keys.leases, keys.delayed, keys.dead,
+                       keys.dead_messages, keys.dead_reasons, keys.dead_times, keys.dead_sequence]
+        for name in table.names:
+            script_keys += (table.keys[name].queue, table.keys[name].wake)
+        return script_keys, [table.version, limit, *self._park_args, len(table.names), *table.names,
+                             *(" ".join(table.patterns[name]) for name in table.names)]
 
     # -- pushing ---------------------------------------------------------
 
+    def _frame(self, name: str) -> bytes:
+        """What goes before the bytes of an event named ``name`` in the inbox: NUL, name, newline."""
+        frame = self._frames.get(name)
+        if frame is None:
+            frame = b"\0" + name.encode() + b"\n"
+            if len(self._frames) < 10_000:
+                self._frames[name] = frame
+        return frame
+
     def push(self, name: str, message: bytes) -> None:
-        """Route one message to the subscriptions matching ``name``: one round trip."""
-        for _ in range(10):
-            table = self._table
-            keys = table.push_keys(name)
-            try:
-                if keys is table.parking:
-                    reply = self._wire.run(_PUSH, keys, (table.version, message, name, *self._park_args))
-                else:
-                    reply = self._wire.run(_PUSH, keys, (table.version, message))
-            except RedisError as error:
-                raise self._error("store an event", error) from error
-            if type(reply) is list:
-                self._table = Table.from_reply(self.keys, reply)
-                continue
-            if reply:
-                self._count_evictions(reply)
-            return
-        raise StorageError(f"could not store an event: the subscriptions at {self.url} kept changing")
+        """LPUSH the event, its name beside it, onto the inbox: one plain command, one round trip."""
+        frame = self._frames.get(name) or self._frame(name)
+        try:
+            length = self._wire.call("LPUSH", self.keys.queue, frame + message)
+        except RedisError as error:
+            raise self._error("store an event", error) from error
+        if length >= _INBOX_ROUTE_AT:
+            self._route_backlog()
 
     def push_many(self, events: Sequence[tuple[str, bytes]]) -> None:
-        """Route events in order: one script call per thousand, pipelined in one round trip."""
+        """LPUSH the events in order, a thousand per command, pipelined in one round trip."""
         if not events:
             return
-        chunks = [events[start:start + MAX_BATCH] for start in range(0, len(events), MAX_BATCH)]
-        self._wire.known(_PUSH_MANY)
-        for _ in range(10):
-            table = self._table
-            calls = [self._push_many_call(table, chunk) for chunk in chunks]
-            try:
-                replies = self._wire.call_many(calls)
-            except RedisError as error:
-                raise self._error(f"store {len(events)} events", error) from error
-            stale = next((r for r in replies if type(r) is list), None)
-            if stale is None:
-                evicted = sum(replies)
-                if evicted:
-                    self._count_evictions(evicted)
-                return
-            # Nothing of that call was stored: the scripts check before they push.
-            self._table = Table.from_reply(self.keys, stale)
-        raise StorageError(f"could not store events: the subscriptions at {self.url} kept changing")
-
-    def _push_many_call(self, table: Table, events: Sequence[tuple[str, bytes]]) -> tuple[Any, ...]:
-        """The EVALSHA of PUSH_MANY for up to a thousand events."""
-        by_target: dict[str, list[int]] = {}
-        parked: list[Any] = []
-        messages: list[bytes] = []
-        for index, (name, message) in enumerate(events, 1):
-            messages.append(message)
-            targets = table.targets(name)
-            if not targets:
-                parked += (index, name)
-            for target in targets:
-                by_target.setdefault(target, []).append(index)
-        keys: list[str] = [table.layout.version, table.layout.subscriptions,
-                           table.layout.parked, table.layout.dropped]
-        args: list[Any] = [table.version, *self._park_args, len(messages), *messages]
-        everything = len(messages)
-        for target, indexes in by_target.items():
-            subscription = table.keys[target]
-            keys += (subscription.queue, subscription.wake)
-            if len(indexes) == everything:
-                args.append(0)  # every message, in order
+        frame = self._frame
+        elements = [(self._frames.get(name) or frame(name)) + message for name, message in events]
+        queue = self.keys.queue
+        try:
+            if len(elements) <= MAX_BATCH:
+                lengths = [self._wire.call("LPUSH", queue, *elements)]
             else:
-                args += (len(indexes), *indexes)
-        args += (len(parked) // 2, *parked)
-        return ("EVALSHA", _PUSH_MANY.sha, len(keys), *keys, *args)
+                lengths = self._wire.call_many([
+                    ("LPUSH", queue, *elements[start:start + MAX_BATCH])
+                    for start in range(0, len(elements), MAX_BATCH)
+                ])
+        except RedisError as error:
+            raise self._error(f"store {len(events)} events", error) from error
+        if max(lengths) >= _INBOX_ROUTE_AT:
+            self._route_backlog()
+
+    def _route_backlog(self) -> None:
+        """The inbox grew long (no router keeps up, or none runs): route some of it from here."""
+        now = time.monotonic()
+        if now - self._inbox_routed_at < _INBOX_ROUTE_EVERY:
+            return
+        self._inbox_routed_at = now
+        self._route(limit=5 * MAX_BATCH)
 
     def _count_evictions(self, evicted: int) -> None:
         with self._lock:
@@ -527,19 +512,23 @@ class RedisStorage(Subscriptions, DeadLetters):
     # -- stats and lifecycle ---------------------------------------------
 
     def _counts(self, with_hosts: bool) -> tuple[Table, list[Any], list[Any]]:
+        """Route what waits, then count: the table, the totals, a row per subscription."""
         keys = self.keys
+        counted: list[Table] = []
 
         def build(table: Table) -> tuple[list[str], list[Any]]:
-            script_keys = [keys.version, keys.subscriptions, keys.created, keys.parked, keys.dropped,
-                           keys.dead, keys.queue, keys.taking, keys.leases, keys.delayed, keys.seen]
+            counted[:] = [table]
+            script_keys, args = self._routing(table, 0)
+            script_keys += (keys.created, keys.seen)
             for name in table.names:
                 sub = table.keys[name]
-                script_keys += (sub.queue, sub.leases, sub.delayed, sub.dead, sub.hosts)
-            return script_keys, [table.version, "1" if with_hosts else "0",
-                                 *(table.names if with_hosts else ())]
+                script_keys += (sub.leases, sub.delayed, sub.dead, sub.hosts)
+            return script_keys, [*args, "1" if with_hosts else "0"]
 
-        totals, rows = self._versioned(_COUNTS, build, "count events")
-        return self._table, totals, rows
+        totals, rows, evicted = self._versioned(_COUNTS, build, "count events")
+        if evicted:
+            self._count_evictions(int(evicted))
+        return counted[0], totals, rows
 
     def stats(self) -> dict[str, int]:
         """Totals over every subscription, in one consistent snapshot (plus a 0.1 layout's leftovers)."""

@@ -5,6 +5,7 @@ A mixin of :class:`~rocketman_redis.RedisStorage`.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -15,7 +16,7 @@ from redis.exceptions import RedisError
 
 from rocketman_core import Registration, SubscriptionInfo
 
-from . import _scripts
+from . import _routing_scripts
 from ._errors import StorageError
 from ._layout import KeyLayout
 from ._routing import Table
@@ -25,20 +26,20 @@ __all__ = ["Subscriptions"]
 
 logger = logging.getLogger("rocketman.redis")
 
-_SUBSCRIBE = Script(_scripts.SUBSCRIBE)
-_KEEP_ALIVE = Script(_scripts.KEEP_ALIVE)
-_UNSUBSCRIBE = Script(_scripts.UNSUBSCRIBE)
-_LEAVE = Script(_scripts.LEAVE)
-_MIGRATE = Script(_scripts.MIGRATE)
+_SUBSCRIBE = Script(_routing_scripts.SUBSCRIBE)
+_KEEP_ALIVE = Script(_routing_scripts.KEEP_ALIVE)
+_UNSUBSCRIBE = Script(_routing_scripts.UNSUBSCRIBE)
+_LEAVE = Script(_routing_scripts.LEAVE)
+_ROUTE = Script(_routing_scripts.ROUTE)
 
-#: Messages of the 0.1 layout routed per MIGRATE call.
-_MIGRATE_BATCH = 500
-#: MIGRATE calls per keep-alive at most: the rest waits for the next one.
-_MIGRATE_CALLS = 20
+#: Events a router routes per ROUTE call at most.
+_ROUTE_BATCH = 2000
 
 
 #: Seconds the inbox router blocks before it looks whether the storage closed.
 _ROUTER_BLOCK = 5.0
+#: While events keep coming, the router routes at most this often (seconds).
+_ROUTER_WINDOW = 0.001
 
 
 class Subscriptions:
@@ -72,24 +73,34 @@ class Subscriptions:
     def _count_evictions(self, evicted: int) -> None:
         raise NotImplementedError  # provided by RedisStorage
 
+    def _routing(self, table: Table, limit: int) -> tuple[list[str], list[Any]]:
+        raise NotImplementedError  # provided by RedisStorage
+
     def subscribe(self, subscriptions: Sequence[Any], host: str) -> list[Registration]:
-        """Create or update each subscription in one script call; a new one copies the matching parked events."""
+        """Create or update each subscription in one script call, after routing what waits.
+
+        A new one copies the matching parked events in the same step.
+        """
         keys = self.keys
         done: list[Registration] = []
         for subscription in subscriptions:
             patterns = " ".join(subscription.patterns)
             sub = keys.subscription(subscription.name)
-            try:
-                created, previous, copied = self._wire.run(_SUBSCRIBE, (
-                    keys.version, keys.subscriptions, keys.created, keys.parked,
-                    sub.queue, sub.wake, sub.hosts, keys.seen,
-                ), (subscription.name, patterns, subscription.start, host))
-            except RedisError as error:
-                raise self._error(f"register the subscription {subscription.name}", error) from error
+
+            def build(table: Table, name: str = subscription.name, patterns: str = patterns,
+                      start: str = subscription.start,
+                      sub: Any = sub) -> tuple[list[str], list[Any]]:
+                script_keys, args = self._routing(table, 0)
+                return ([*script_keys, keys.created, keys.seen, sub.queue, sub.wake, sub.hosts],
+                        [*args, name, patterns, start, host])
+
+            created, previous, copied, evicted = self._versioned(
+                _SUBSCRIBE, build, f"register the subscription {subscription.name}")
+            if evicted:
+                self._count_evictions(int(evicted))
             done.append(Registration(
                 subscription.name, bool(created),
                 tuple(previous.decode().split()) if previous else None, int(copied)))
-        self._migrate()
         self._start_router()
         return done
 
@@ -106,15 +117,19 @@ class Subscriptions:
         self._router.start()
 
     def _route_inbox(self) -> None:
-        """Block until the inbox has a message, move it to ``{ns}:taking``, route it (MIGRATE).
+        """Route what arrives in the inbox, at once when it is quiet, in batches when it is busy.
 
-        BLMOVE *moves* the message, so a process killed before it routed it
-        loses nothing: MIGRATE takes ``{ns}:taking`` first, in any process.
-        Producers in other languages (and 0.1 producers during a rolling
-        deploy) push to the inbox; this is why their events arrive at once.
+        The router blocks in ``BLMOVE {ns}:queue {ns}:taking`` until an event
+        comes (BLMOVE *moves* it, so a process killed before it routed it
+        loses nothing: the next routing takes ``{ns}:taking`` first), then
+        routes what waits with one script call. It routes at most once per
+        ``_ROUTER_WINDOW``: an event after a quiet spell is routed at once,
+        and a steady stream is routed in batches, a few microseconds of
+        Redis per event rather than a script call each.
         """
         keys = self.keys
         failures = 0
+        routed_at = float("-inf")
 
         def on_blocked(client_id: int | None) -> None:
             with self._lock:
@@ -126,8 +141,15 @@ class Subscriptions:
             try:
                 moved = self._wire.block_move(keys.queue, keys.taking, _ROUTER_BLOCK,
                                               self.socket_timeout, on_blocked)
-                if moved is not None:
-                    self._migrate()
+                if moved is None:
+                    continue
+                early = routed_at + _ROUTER_WINDOW - time.monotonic()
+                if early > 0:
+                    with self._interrupted:
+                        if not self._closed:
+                            self._interrupted.wait(early)
+                self._route(limit=10 * _ROUTE_BATCH)
+                routed_at = time.monotonic()
                 failures = 0
             except Exception as error:  # the workers log outages; this thread retries quietly
                 failures += 1
@@ -161,35 +183,25 @@ class Subscriptions:
         if evicted:
             self._count_evictions(int(evicted))
         if legacy:
-            self._migrate()
+            self._route()
         return [name.decode() for name in missing]
 
-    _inbox_logged_at = float("-inf")
+    def _route(self, limit: int = 0) -> int:
+        """Route what waits in the inbox (and what a 0.1 layout holds); return how many.
 
-    def _migrate(self) -> None:
-        """Route what the inbox holds (foreign or 0.1 producers' pushes, 0.1 retries and leases)."""
-        keys = self.keys
-
-        def build(table: Table) -> tuple[list[str], list[Any]]:
-            script_keys = [keys.version, keys.subscriptions, keys.parked, keys.dropped,
-                           *keys.legacy(), keys.dead, keys.dead_messages, keys.dead_reasons,
-                           keys.dead_times, keys.dead_sequence]
-            for name in table.names:
-                script_keys += (table.keys[name].queue, table.keys[name].wake)
-            return script_keys, [table.version, _MIGRATE_BATCH, *self._park_args, *table.names]
-
-        moved_total = 0
-        for _ in range(_MIGRATE_CALLS):
-            moved, left = self._versioned(_MIGRATE, build, "route the inbox")
-            moved_total += int(moved)
-            if not left or not moved:
-                break
-        if moved_total and (time.monotonic() - self._inbox_logged_at > 60):
-            self._inbox_logged_at = time.monotonic()
-            logger.info(
-                "routed %d events from the inbox %s (pushed there by producers in other "
-                "languages or by rocketman 0.1, with 0.1's retries and leases) into the "
-                "subscriptions", moved_total, keys.queue)
+        ``limit`` bounds the work (0: until nothing waits, in calls of
+        ``_ROUTE_BATCH``), so that a router thread never holds Redis long.
+        """
+        routed = 0
+        while True:
+            batch = _ROUTE_BATCH if not limit else min(_ROUTE_BATCH, limit - routed)
+            moved, left, evicted = self._versioned(
+                _ROUTE, functools.partial(self._routing, limit=batch), "route events")
+            routed += int(moved)
+            if evicted:
+                self._count_evictions(int(evicted))
+            if not left or not moved or (limit and routed >= limit):
+                return routed
 
     def leave(self, host: str, names: Sequence[str]) -> None:
         """``host`` stops hosting ``names``: it is no longer listed as their host."""

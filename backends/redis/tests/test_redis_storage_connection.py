@@ -99,6 +99,7 @@ def test_a_url_selects_the_storage_with_namespace_and_lease_from_its_query(
         assert storage.renew_interval == 2.5
         storage.subscribe([EVERYTHING], "test-host")
         storage.push("hello.sent", b"hello")
+        assert storage.stats()["queued"] == 1  # counting routes what waits in the inbox first
         assert redis_raw.lrange("{from-url}:sub:s:queue", 0, -1) == [b"hello"]
     finally:
         storage.close()
