@@ -283,8 +283,9 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
             self.plugins.load()
             storage: Storage = self._build("storage", settings.storage, settings.storage_options)
             if isinstance(settings.storage, str):
+                name = settings.storage.split("://", 1)[0].lower()
                 try:
-                    check_storage(storage, settings.storage)
+                    check_storage(storage, settings.storage, self.plugins.backend("storage", name).plugin.origin)
                 except ConfigurationError:
                     _close_quietly(storage)
                     raise
@@ -465,9 +466,15 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
         self._reset_state()
 
 
-def check_storage(storage: Any, where: str | None = None) -> None:
-    """Raise :class:`ConfigurationError` unless ``storage`` meets the Storage contract this core speaks."""
-    label = mask_url(where) if where else repr(storage)
+def check_storage(storage: Any, where: str | None = None, origin: str | None = None) -> None:
+    """Raise :class:`ConfigurationError` unless ``storage`` meets the Storage contract this core speaks.
+
+    ``where`` is the name or URL it was selected by, ``origin`` the
+    distribution that provides it, for the message.
+    """
+    label = repr(mask_url(where)) if where else repr(storage)
+    if origin:
+        label += f" (from {origin})"
     version = getattr(storage, "contract_version", None)
     if version is None and not (hasattr(storage, "push") and hasattr(storage, "reserve")):
         _check_contract("storage", storage, Storage)  # not a storage at all

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import rocketman_core as rocketman
-from rocketman_core import ConfigurationError, Event, Rocketman, UnknownBackendError
+from rocketman_core import ConfigurationError, Event, Rocketman, UnknownBackendError, hookimpl
 
 
 @pytest.fixture
@@ -293,3 +293,52 @@ def test_shutdown_does_not_wait_out_the_latency() -> None:
     started = time.monotonic()
     assert runtime.shutdown(timeout=10)
     assert time.monotonic() - started < 2
+
+
+class _StorageOfContract1:
+    """A storage written for rocketman 0.1: push(message), reserve(timeout), no subscriptions."""
+
+    durable = False
+    closed = False
+
+    def push(self, message: bytes) -> None: ...
+    def push_many(self, messages: Any) -> None: ...
+    def reserve(self, timeout: float, max_count: int = 1) -> list[Any]:
+        return []
+    def ack(self, deliveries: Any) -> None: ...
+    def renew(self, deliveries: Any) -> None: ...
+    def retry_later(self, message: bytes, delay: float) -> None: ...
+    def dead_letter(self, message: bytes, reason: str) -> None: ...
+    def dead_letters(self, limit: Any = None) -> list[Any]:
+        return []
+    def replay_dead_letters(self, replacements: Any) -> int:
+        return 0
+    def purge_dead_letters(self, ids: Any = None) -> int:
+        return 0
+    def stats(self) -> dict[str, int]:
+        return {}
+    def close(self) -> None:
+        type(self).closed = True
+
+
+def test_a_storage_written_for_contract_1_is_refused_with_what_it_lacks() -> None:
+    """Passed as an object: refused at configure; by name: at the first emit, and closed."""
+    with pytest.raises(ConfigurationError) as raised:
+        Rocketman().configure(storage=_StorageOfContract1())
+    message = str(raised.value)
+    assert "storage contract 1" in message and "needs contract 2" in message
+    assert "subscribe()" in message and "push(name, message)" in message
+    assert "CONTRIBUTING.md" in message
+
+    class OldPlugin:
+        @hookimpl
+        def register_storages(self, register: Any) -> None:
+            register("old", _StorageOfContract1)
+
+    app = Rocketman()
+    app.register_plugin(OldPlugin(), name="old-plugin")
+    app.configure(storage="old", worker_count=0)
+    with pytest.raises(ConfigurationError,
+                       match=r"storage 'old' \(from registered in code\) implements rocketman's storage contract 1"):
+        app.emit("never.stored")
+    assert _StorageOfContract1.closed, "the refused storage was not closed"
