@@ -34,7 +34,8 @@ def _parser() -> argparse.ArgumentParser:
         description="rocketman's benchmarks, each beside a baseline measured in the same run.",
     )
     parser.add_argument("--quick", action="store_true",
-                        help="fewer events and repeats: about a minute; results go to bench/results/quick/")
+                        help="fewer events and repeats (rows with a range keep 5 runs); "
+                             "results go to bench/results/quick/")
     parser.add_argument("--only", metavar="SECTIONS",
                         help=f"comma-separated sections to run, of: {', '.join(SECTIONS)}")
     parser.add_argument("--skip", metavar="SECTIONS", help="comma-separated sections not to run")

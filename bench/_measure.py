@@ -11,11 +11,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["REPO", "Config", "child_env", "interleave", "median", "percentile", "python", "rss_mb", "script"]
+__all__ = ["PAIRED_RUNS", "REPO", "Config", "child_env", "interleave", "median", "percentile", "python", "rss_mb", "script"]
 
 T = TypeVar("T")
 
 REPO = Path(__file__).resolve().parent.parent
+
+#: Runs of each contender behind a row that reports a median and a range
+#: (``Row.paired``), alternated with the baseline's; also with ``--quick``.
+PAIRED_RUNS = 5
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._measure import Config, interleave, median, percentile
+from ._measure import PAIRED_RUNS, Config, interleave, median, percentile
 from ._pools import Emit, Factory, Handler, deque_pool, queue_pool, thread_pool_executor
 from ._report import Row, Target
 
@@ -175,22 +175,27 @@ def memory_section(config: Config) -> list[Row]:
     section = "memory + threads"
     rows: list[Row] = []
     total = 20_000
-    ours, pool_json, pool_plain, executor, deque_json = (
-        max(runs) for runs in interleave(
-            config.repeats,
-            lambda: e2e_rate(rocketman_factory(5), total),
-            lambda: e2e_rate(queue_pool(5), total),
-            lambda: e2e_rate(queue_pool(5, encode=False), total),
-            lambda: e2e_rate(thread_pool_executor(5), total),
-            lambda: e2e_rate(deque_pool(5), total),
-        )
+    # At least 5 runs even with --quick: the rows report the median and the range.
+    runs = max(PAIRED_RUNS, config.repeats)
+    ours, pool_json, pool_plain, executor, deque_json = interleave(
+        runs,
+        lambda: e2e_rate(rocketman_factory(5), total),
+        lambda: e2e_rate(queue_pool(5), total),
+        lambda: e2e_rate(queue_pool(5, encode=False), total),
+        lambda: e2e_rate(thread_pool_executor(5), total),
+        lambda: e2e_rate(deque_pool(5), total),
     )
     figure = f"end-to-end, 5 workers, {total:,} events"
+    counts = {"events": total, "runs": runs}
     rows += [
-        Row(section, figure, "events/s", ours, "queue.Queue + JSON, 5 threads", pool_json, Target(">=", 1.0)),
-        Row(section, figure, "events/s", ours, "queue.Queue, no JSON, 5 threads", pool_plain),
-        Row(section, figure, "events/s", ours, "ThreadPoolExecutor(5).submit", executor),
-        Row(section, figure, "events/s", ours, "deque + Condition + JSON, batched", deque_json),
+        Row.paired(section, figure, "events/s", ours, "queue.Queue + JSON, 5 threads", pool_json,
+                   Target(">=", 1.0), extra=counts),
+        Row.paired(section, figure, "events/s", ours, "queue.Queue, no JSON, 5 threads", pool_plain,
+                   extra=counts),
+        Row.paired(section, figure, "events/s", ours, "ThreadPoolExecutor(5).submit", executor,
+                   extra=counts),
+        Row.paired(section, figure, "events/s", ours, "deque + Condition + JSON, batched", deque_json,
+                   extra=counts),
     ]
 
     plain, hooked = (max(runs) for runs in interleave(

@@ -1,23 +1,34 @@
-"""The Redis storage against raw redis-py, a hand-written consumer, dramatiq and rq.
+"""The Redis storage against raw redis-py, a bare connection, a hand-written consumer, dramatiq and rq.
 
 Everything talks to a redis-server of the benchmark's own on a free port
 (no append-only file, like a cache-configured Redis), never to the machine's.
 Worker processes report through :mod:`bench._tally`.
+
+The Redis storage keeps a queue per *subscription* and routes each event, at
+emit, to the queues of the subscriptions that exist and match it; an event
+nobody subscribes to is parked instead. So every figure here creates its
+subscriptions before it emits: the emit figures register them through the
+storage, the end-to-end figures by starting the worker processes once.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import json
 import os
 import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from ._measure import Config, child_env, interleave, python, script
+from ._measure import PAIRED_RUNS, Config, child_env, interleave, python, script
 from ._report import Row, Target
+
+if TYPE_CHECKING:
+    from rocketman_core import Rocketman
 
 __all__ = ["redis_section"]
 
@@ -26,11 +37,69 @@ RAW_QUEUE = "raw:queue"
 RESULT_KEY = "bench:result"
 BATCH = 100
 WORKER_COUNTS = (1, 2, 5, 10)
+#: The namespace of every figure but the fan-out emits.
+NAMESPACE = "bench"
+#: The subscription of ``bench._redis_consumer`` (its default name, ``module:qualname``).
+CONSUMER = "bench._redis_consumer:handle"
+#: The subscription the emit figures of one subscription push to.
+SINGLE = "bench.queue"
+
+#: The fan-out emit figures: a namespace of their own, with 10 subscriptions,
+#: of which the first 3 match EVENT (exactly, by prefix, everything) and 7 do not.
+FANOUT_NAMESPACE = "bench-fanout"
+FANOUT_PATTERNS = (
+    "bench.event", "bench.*", "*",
+    "bench.other", "bench.event.retry", "bench", "billing.*", "*.created", "user.signed_up", "mail.*",
+)
+FANOUT_MATCHING = 3
+
+#: The fan-out end-to-end figure.
+#: label -> its subscription's name; each process imports bench._subscriber,
+#: which names its consumer after BENCH_SUBSCRIPTION.
+SUBSCRIBERS = {"a": "bench.sub_a", "b": "bench.sub_b", "c": "bench.sub_c"}
+SUBSCRIBER_THREADS = 5
 
 
 def _envelope(number: int) -> str:
     # What a hand-written producer would push: the name and the payload, as JSON.
     return json.dumps({"name": EVENT, "payload": {"n": number}})
+
+
+def _rocketman_envelope(number: int) -> bytes:
+    """The bytes rocketman pushes for ``emit(EVENT, {"n": number})``: id, name, time, attempt, payload.
+
+    The same encoder ``emit_many`` uses, so the same format and size
+    (``emit`` writes the same fields in the same order).
+    """
+    from rocketman_core._envelope import encode
+
+    return encode(EVENT, {"n": number})
+
+
+class Produced(NamedTuple):
+    """One run of a producer: its rate, and the CPU it cost, per event."""
+
+    #: Events per second, over the producer's loop.
+    rate: float
+    #: µs of redis-server CPU (user + system) per event, from INFO cpu.
+    server_us: float
+    #: µs of this process's CPU (user + system) per event.
+    client_us: float
+    #: Bytes of the newest message pushed.
+    envelope: int = 0
+
+
+class Fanout(NamedTuple):
+    """One run of the fan-out end-to-end figure."""
+
+    #: Each subscription's rate: N over its first to last handler call, in its own process.
+    rates: dict[str, float]
+    #: 3 N over the first handler call of any process to the last of any.
+    overall: float
+
+
+#: label -> (process, its log, its command)
+_Processes = dict[str, tuple["subprocess.Popen[bytes]", IO[bytes], list[str]]]
 
 
 class _Bench:
@@ -40,36 +109,86 @@ class _Bench:
         import redis
 
         self.url = url
-        self.storage = url + "?namespace=bench"
+        self.storage = f"{url}?namespace={NAMESPACE}"
         self.client = redis.Redis.from_url(url)
         self.unavailable = self._probe()
 
     def _probe(self) -> str | None:
         """None if rocketman's Redis storage works here, else the reason it does not."""
         try:
+            self.subscribe(NAMESPACE, [("bench.probe", EVENT)])
             app = self.app()
             app.emit(EVENT, {"n": -1})
-            queued = app.stats()["queued"]
+            stats = app.stats()
             app.shutdown(timeout=1)
         except Exception as error:
             return f"{type(error).__name__}: {error}".splitlines()[0][:160]
         finally:
             self.client.flushdb()
-        if queued != 1:
-            return f"the probe event was not queued (stats say {queued})"
+        if stats["queued"] != 1 or stats["parked"] != 0:
+            return f"the probe event was not routed to its subscription (stats say {stats})"
         return None
 
-    def app(self) -> Any:
+    def app(self, namespace: str = NAMESPACE) -> Rocketman:
         """A producer-only rocketman runtime on the Redis storage."""
         import rocketman_core
 
         app = rocketman_core.Rocketman()
-        app.configure(storage=self.storage, worker_count=0)
+        app.configure(storage=f"{self.url}?namespace={namespace}", worker_count=0)
         return app
 
-    # -- producing ---------------------------------------------------------
+    def subscribe(self, namespace: str, subscriptions: Sequence[tuple[str, str]]) -> None:
+        """Create ``(name, pattern)`` subscriptions, as a worker hosting them would at its start."""
+        from rocketman_redis import RedisStorage
+
+        from rocketman_core import Subscription
+
+        storage = RedisStorage(self.url, namespace=namespace)
+        try:
+            storage.subscribe([Subscription(name, (pattern,)) for name, pattern in subscriptions], "bench")
+        finally:
+            storage.close()
+
+    def _queue(self, namespace: str, subscription: str) -> str:
+        from rocketman_redis import KeyLayout
+
+        return KeyLayout(namespace).subscription(subscription).queue
+
+    def _subscription_names(self) -> set[str]:
+        from rocketman_redis import KeyLayout
+
+        names = self.client.hkeys(KeyLayout(NAMESPACE).subscriptions)
+        return {name.decode() if isinstance(name, bytes) else name for name in names}
+
+    def server_cpu(self) -> float:
+        """Seconds of CPU redis-server used so far (user + system, microsecond resolution)."""
+        info = self.client.info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+    def _produce(self, loop: Callable[[], None], events: int,
+                 then: Callable[[], object] | None = None) -> Produced:
+        """Run a producer's loop and measure it; the INFO calls are outside the clock.
+
+        ``then`` runs after the clock stopped but before the server's CPU is
+        read: rocketman routes what the loop pushed there (its routers would,
+        in the worker processes), so the server CPU per event includes the
+        routing, while the rate is what the producer pays.
+        """
+        server = self.server_cpu()
+        cpu = time.process_time()
+        started = time.perf_counter()
+        loop()
+        elapsed = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        if then is not None:
+            then()
+        server = self.server_cpu() - server
+        return Produced(events / elapsed, server / events * 1e6, cpu / events * 1e6)
+
+    # -- producing, one subscription ------------------------------------------
 
     def emit_rate(self, total: int) -> float:
+        self.subscribe(NAMESPACE, [(SINGLE, EVENT)])
         app = self.app()
         emit = app.emit
         emit(EVENT, {"n": -1})  # connects before timing
@@ -91,6 +210,7 @@ class _Bench:
         return total / elapsed
 
     def emit_many_rate(self, total: int) -> float:
+        self.subscribe(NAMESPACE, [(SINGLE, EVENT)])
         app = self.app()
         app.emit(EVENT, {"n": -1})
         started = time.perf_counter()
@@ -112,41 +232,245 @@ class _Bench:
         self.client.flushdb()
         return total / elapsed
 
-    # -- end to end: a worker process drains a filled queue ----------------------
+    # -- producing, 10 subscriptions of which 3 match ---------------------------
 
-    def _process_rate(self, argv: list[str], total: int, fill: Callable[[], None]) -> float:
-        """Fill the queue, start the worker process, and time its first to its last handler."""
+    def _fanout_app(self) -> Rocketman:
+        """A fresh namespace with its 10 subscriptions, and a producer connected to it."""
         self.client.flushdb()
-        fill()
-        env = child_env(BENCH_TOTAL=str(total), BENCH_REDIS_URL=self.url, BENCH_RESULT_KEY=RESULT_KEY)
-        with tempfile.TemporaryFile() as log:
-            process = subprocess.Popen(argv, env=env, stdout=log, stderr=log, start_new_session=True)
+        self.subscribe(FANOUT_NAMESPACE, [(f"fanout-{i}", p) for i, p in enumerate(FANOUT_PATTERNS)])
+        app = self.app(FANOUT_NAMESPACE)
+        app.emit(EVENT, {"n": -1})  # connects, reads the table of subscriptions, loads the script
+        return app
+
+    def _fanout_done(self, app: Rocketman, produced: Produced, emitted: int) -> Produced:
+        """Check that every event went to the 3 matching subscriptions and no other; clean up."""
+        try:
+            stats = app.stats()
+            lengths = [self.client.llen(self._queue(FANOUT_NAMESPACE, f"fanout-{i}"))
+                       for i in range(len(FANOUT_PATTERNS))]
+            expected = [emitted] * FANOUT_MATCHING + [0] * (len(FANOUT_PATTERNS) - FANOUT_MATCHING)
+            if lengths != expected or stats["parked"]:
+                raise RuntimeError(f"the events were not routed as expected: queues {lengths}, "
+                                   f"stats {stats}")
+            newest = self.client.lindex(self._queue(FANOUT_NAMESPACE, "fanout-0"), 0)
+            return produced._replace(envelope=len(newest or b""))
+        finally:
+            app.shutdown(timeout=1)
+            self.client.flushdb()
+
+    def fanout_emit(self, total: int) -> Produced:
+        """``emit`` one at a time, each routed to 3 of the 10 subscriptions."""
+        app = self._fanout_app()
+        emit = app.emit
+        payloads = [{"n": n} for n in range(total)]
+
+        def loop() -> None:
+            for payload in payloads:
+                emit(EVENT, payload)
+
+        return self._fanout_done(app, self._produce(loop, total, app.stats), total + 1)
+
+    def fanout_emit_many(self, total: int) -> Produced:
+        """``emit_many`` of BATCH events at a time, each routed to 3 of the 10 subscriptions."""
+        app = self._fanout_app()
+        emit_many = app.emit_many
+        batches = [[(EVENT, {"n": n}) for n in range(first, min(total, first + BATCH))]
+                   for first in range(0, total, BATCH)]
+
+        def loop() -> None:
+            for batch in batches:
+                emit_many(batch)
+
+        return self._fanout_done(app, self._produce(loop, total, app.stats), total + 1)
+
+    @contextlib.contextmanager
+    def _bare_connection(self) -> Iterator[Any]:
+        """A connection of redis-py's pool, used bare: no client layer (no pool round, retry, health check)."""
+        self.client.flushdb()
+        pool = self.client.connection_pool
+        connection: Any = pool.get_connection()
+        try:
+            connection.send_packed_command(connection.pack_command("PING"), check_health=False)
+            connection.read_response()
+            yield connection
+        finally:
+            pool.release(connection)
+
+    def _bare_done(self, produced: Produced, total: int, envelope: bytes) -> Produced:
+        try:
+            if self.client.llen(RAW_QUEUE) != total:
+                raise RuntimeError(f"the bare LPUSH left {self.client.llen(RAW_QUEUE)} of {total} values")
+            return produced._replace(envelope=len(envelope))
+        finally:
+            self.client.flushdb()
+
+    def _bare(self, commands: list[list[bytes]], total: int) -> Produced:
+        """LPUSH each list of values in one command, one round trip each, on a bare connection.
+
+        redis-py's connection packs the command, sends it and parses the
+        reply, nothing else. The values are encoded before the clock starts:
+        the loop is the round trips alone.
+        """
+        with self._bare_connection() as connection:
+            send, pack, read = (connection.send_packed_command, connection.pack_command,
+                                connection.read_response)
+
+            def loop() -> None:
+                for values in commands:
+                    send(pack("LPUSH", RAW_QUEUE, *values), check_health=False)
+                    read()
+
+            produced = self._produce(loop, total)
+        return self._bare_done(produced, total, commands[-1][-1])
+
+    def bare_lpush(self, total: int) -> Produced:
+        """One LPUSH of one rocketman envelope per round trip."""
+        return self._bare([[_rocketman_envelope(n)] for n in range(total)], total)
+
+    def bare_lpush_many(self, total: int) -> Produced:
+        """One LPUSH of BATCH rocketman envelopes per round trip."""
+        return self._bare([[_rocketman_envelope(n) for n in range(first, min(total, first + BATCH))]
+                           for first in range(0, total, BATCH)], total)
+
+    def bare_lpush_encoding(self, total: int) -> Produced:
+        """One LPUSH per round trip of one envelope made with ``json.dumps`` in the loop."""
+        return self.bare_lpush_many_encoding(total, batch=1)
+
+    def bare_lpush_many_encoding(self, total: int, batch: int = BATCH) -> Produced:
+        """One LPUSH of ``batch`` envelopes per round trip, each made with ``json.dumps`` in the loop.
+
+        What a hand-written producer does, the same work as ``emit``: the
+        same fields, the same sizes (an id of a random prefix and a counter,
+        the time to the millisecond), from the same prebuilt payloads the
+        fan-out emits get, encoded with the standard library's C encoder.
+        The targets are judged against this baseline.
+        """
+        batches = [[{"n": n} for n in range(first, min(total, first + batch))]
+                   for first in range(0, total, batch)]
+        prefix = os.urandom(8).hex() + "-"
+        dumps, now = json.JSONEncoder(separators=(",", ":")).encode, time.time
+        counter = iter(range(1, total + 1))
+        last: list[bytes] = []
+        with self._bare_connection() as connection:
+            send, pack, read = (connection.send_packed_command, connection.pack_command,
+                                connection.read_response)
+
+            def loop() -> None:
+                for batch in batches:
+                    values = [dumps({"id": f"{prefix}{next(counter):x}", "name": EVENT,
+                                     "emitted_at": round(now(), 3), "attempt": 0,
+                                     "payload": payload}).encode() for payload in batch]
+                    send(pack("LPUSH", RAW_QUEUE, *values), check_health=False)
+                    read()
+                last[:] = values[-1:]
+
+            produced = self._produce(loop, total)
+        return self._bare_done(produced, total, last[0])
+
+    # -- end to end: worker processes drain filled queues -----------------------
+
+    @contextlib.contextmanager
+    def _processes(self, commands: Mapping[str, list[str]], total: int,
+                   keys: Mapping[str, str]) -> Iterator[_Processes]:
+        """Start one process per command, each reporting under its key; stop them all at the end."""
+        with contextlib.ExitStack() as stack:
+            processes: _Processes = {}
             try:
-                deadline = time.monotonic() + 60 + total / 200
-                while (raw := self.client.get(RESULT_KEY)) is None:
-                    if process.poll() is not None:
-                        log.seek(0)
-                        tail = log.read()[-1500:].decode(errors="replace")
-                        raise RuntimeError(f"{' '.join(argv[:3])} exited with {process.returncode}:\n{tail}")
-                    if time.monotonic() > deadline:
-                        raise TimeoutError(f"{' '.join(argv[:3])} did not handle {total} events in time")
-                    time.sleep(0.02)
+                for label, argv in commands.items():
+                    log = stack.enter_context(tempfile.TemporaryFile())
+                    env = child_env(BENCH_TOTAL=str(total), BENCH_REDIS_URL=self.url,
+                                    BENCH_RESULT_KEY=keys[label],
+                                    BENCH_SUBSCRIPTION=SUBSCRIBERS.get(label, ""))
+                    process = subprocess.Popen(argv, env=env, stdout=log, stderr=log, start_new_session=True)
+                    processes[label] = (process, log, argv)
+                yield processes
             finally:
-                _stop(process)
-        result = json.loads(raw)
-        self.client.flushdb()
-        return total / float(result["last"] - result["first"])
+                _stop_all([process for process, _, _ in processes.values()])
 
-    def rocketman_rate(self, total: int, threads: int) -> float:
-        def fill() -> None:
-            app = self.app()
+    @staticmethod
+    def _wait(processes: _Processes, pending: Callable[[], set[str]], doing: str, timeout: float) -> None:
+        """Poll until ``pending()`` is empty; fail when a pending process exits or time runs out."""
+        deadline = time.monotonic() + timeout
+        while waiting := pending():
+            for label in waiting:
+                process, log, argv = processes[label]
+                if process.poll() is not None and label in pending():
+                    log.seek(0)
+                    tail = log.read()[-1500:].decode(errors="replace")
+                    raise RuntimeError(f"{' '.join(argv[:3])} exited with {process.returncode} "
+                                       f"before it could {doing}:\n{tail}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{', '.join(sorted(waiting))}: did not {doing} in {timeout:.0f}s")
+            time.sleep(0.02)
+
+    def _register(self, commands: Mapping[str, list[str]], total: int, names: Sequence[str]) -> None:
+        """Start the worker processes once, until the storage lists their subscriptions, then stop them."""
+        keys = {label: f"{RESULT_KEY}:register:{label}" for label in commands}
+        with self._processes(commands, total, keys) as processes:
+            self._wait(processes, lambda: set() if set(names) <= self._subscription_names() else set(commands),
+                       "register its subscription", 60)
+
+    def _drain(self, commands: Mapping[str, list[str]], total: int, fill: Callable[[], None],
+               register: Sequence[str] = ()) -> dict[str, tuple[float, float]]:
+        """Fill the queues, start the worker processes, and return each one's first and last handler call.
+
+        ``register``: the subscriptions to create first, by starting the
+        processes once (rocketman routes an event only to the subscriptions
+        that exist when it is emitted). Each process's start-up is not timed:
+        its window runs from its first handler call to its last.
+        """
+        self.client.flushdb()
+        if register:
+            self._register(commands, total, register)
+        fill()
+        keys = {label: f"{RESULT_KEY}:{label}" for label in commands}
+        results: dict[str, Any] = {}
+
+        def pending() -> set[str]:
+            for label, key in keys.items():
+                if label not in results and (raw := self.client.get(key)) is not None:
+                    results[label] = json.loads(raw)
+            return set(keys) - set(results)
+
+        with self._processes(commands, total, keys) as processes:
+            self._wait(processes, pending, f"handle {total} events", 60 + total / 200)
+        self.client.flushdb()
+        return {label: (float(r["first"]), float(r["last"])) for label, r in results.items()}
+
+    def _drain_rate(self, argv: list[str], total: int, fill: Callable[[], None],
+                    register: Sequence[str] = ()) -> float:
+        ((first, last),) = self._drain({"worker": argv}, total, fill, register).values()
+        return total / (last - first)
+
+    def _fill(self, total: int, copies: int) -> None:
+        """Emit ``total`` events with rocketman, in batches of 1000; check each went to ``copies`` queues."""
+        app = self.app()
+        try:
             for first in range(0, total, 1000):
                 app.emit_many([(EVENT, {"n": n}) for n in range(first, min(total, first + 1000))])
+            stats = app.stats()
+        finally:
             app.shutdown(timeout=1)
+        if stats["queued"] != total * copies or stats["parked"]:
+            raise RuntimeError(f"{total} events were not routed to {copies} subscriptions: {stats}")
 
+    def rocketman_rate(self, total: int, threads: int) -> float:
         argv = [script("rocketman"), "worker", "bench._redis_consumer", "--storage", self.storage,
                 "--workers", str(threads)]
-        return self._process_rate(argv, total, fill)
+        return self._drain_rate(argv, total, lambda: self._fill(total, 1), register=(CONSUMER,))
+
+    def fanout_drain(self, total: int) -> Fanout:
+        """3 subscriptions, each hosted by its own worker process, draining the same ``total`` events."""
+        commands = {
+            label: [script("rocketman"), "worker", "bench._subscriber", "--storage", self.storage,
+                    "--workers", str(SUBSCRIBER_THREADS)]
+            for label in SUBSCRIBERS
+        }
+        windows = self._drain(commands, total, lambda: self._fill(total, len(SUBSCRIBERS)),
+                              register=list(SUBSCRIBERS.values()))
+        rates = {label: total / (last - first) for label, (first, last) in windows.items()}
+        span = max(last for _, last in windows.values()) - min(first for first, _ in windows.values())
+        return Fanout(rates, len(windows) * total / span)
 
     def raw_rate(self, total: int, threads: int) -> float:
         def fill() -> None:
@@ -155,7 +479,7 @@ class _Bench:
                 pipe.lpush(RAW_QUEUE, *[_envelope(n) for n in range(first, min(total, first + 1000))])
                 pipe.execute()
 
-        return self._process_rate([python(), "-m", "bench._raw_consumer", str(threads)], total, fill)
+        return self._drain_rate([python(), "-m", "bench._raw_consumer", str(threads)], total, fill)
 
     def dramatiq_rate(self, total: int) -> float:
         os.environ["BENCH_REDIS_URL"] = self.url  # read by the actor module at import
@@ -166,7 +490,7 @@ class _Bench:
                 _dramatiq_app.bench_event.send({"n": number})
 
         argv = [script("dramatiq"), "bench._dramatiq_app", "--processes", "1", "--threads", "5"]
-        return self._process_rate(argv, total, fill)
+        return self._drain_rate(argv, total, fill)
 
     def rq_rate(self, total: int) -> float:
         from rq import Queue
@@ -179,20 +503,22 @@ class _Bench:
                 queue.enqueue(bench_job, {"n": number})
 
         argv = [script("rq"), "worker", "--burst", "--quiet", "--url", self.url, "bench"]
-        return self._process_rate(argv, total, fill)
+        return self._drain_rate(argv, total, fill)
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """SIGTERM the worker's process group (dramatiq forks), then SIGKILL if it lingers."""
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
+def _stop_all(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM each worker's process group (dramatiq forks), then SIGKILL those that linger."""
+    for process in processes:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 10
+    for process in processes:
         try:
-            process.wait(10)
+            process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    process.wait()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
 
 
 def _optional(measure: Callable[[], float], problems: dict[str, str], name: str) -> float | None:
@@ -200,8 +526,12 @@ def _optional(measure: Callable[[], float], problems: dict[str, str], name: str)
     try:
         return measure()
     except Exception as error:
-        problems[name] = f"{type(error).__name__}: {error}".splitlines()[0][:200]
+        problems[name] = _reason(error)
         return None
+
+
+def _reason(error: Exception) -> str:
+    return f"{type(error).__name__}: {error}".splitlines()[0][:200]
 
 
 def redis_section(config: Config, rows: bool = True, scaling: bool = False) -> tuple[list[Row], dict[str, Any]]:
@@ -212,7 +542,7 @@ def redis_section(config: Config, rows: bool = True, scaling: bool = False) -> t
     server.start()
     try:
         bench = _Bench(server.url)
-        found = _rows(bench, config) if rows else []
+        found = _rows(bench, config) + _fanout_rows(bench, config) if rows else []
         series: dict[str, Any] = _scaling(bench, config) if scaling else {}
         if bench.unavailable:
             series["unavailable"] = bench.unavailable
@@ -258,10 +588,10 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
     counts = {"rocketman_events": ours_total}
     return [
         Row(section, "emit, one at a time", "events/s", best(emit), "redis-py LPUSH", max(lpush),
-            Target(">=", 0.9), note=note, extra={"events": singles}),
+            Target(">=", 0.9), note=note, extra={"events": singles, "subscriptions": 1}),
         Row(section, f"emit_many, batches of {BATCH}", "events/s", best(emitted_many),
             f"redis-py pipeline of {BATCH} LPUSH", max(pipelined), Target(">=", 0.7), note=note,
-            extra={"events": many}),
+            extra={"events": many, "subscriptions": 1}),
         Row(section, e2e_figure, "events/s", best(e2e), "dramatiq, 1 process of 5 threads", dramatiq,
             Target(">=", 10.0), note=note or problems.get("dramatiq", ""),
             extra={**counts, "baseline_events": dramatiq_total}),
@@ -272,6 +602,124 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
         Row(section, e2e_figure, "events/s", best(e2e), "rq worker (fork per job)", rq,
             note=note or problems.get("rq", ""), extra={**counts, "baseline_events": rq_total}),
     ]
+
+
+def _paired(measures: Sequence[Callable[[], Any]], runs: int) -> tuple[list[list[Any]], str]:
+    """Run the measures ``runs`` times each, alternating; say why one failed, if one did.
+
+    A measure that fails is not run again and its runs are dropped (its row
+    then shows the others' figures without a ratio); the others go on.
+    """
+    results: list[list[Any]] = [[] for _ in measures]
+    failed: dict[int, str] = {}
+    for _ in range(runs):
+        for index, measure in enumerate(measures):
+            if index in failed:
+                continue
+            gc.collect()
+            try:
+                results[index].append(measure())
+            except Exception as error:
+                failed[index] = _reason(error)
+                results[index] = []
+    return results, "; ".join(failed.values())
+
+
+def _against(ours: Callable[[], Any] | None, baseline: Callable[[], Any],
+             runs: int) -> tuple[list[Any], list[Any], str]:
+    """Ours and the baseline, ``runs`` times each, alternated; only the baseline when ours is None."""
+    if ours is None:
+        (theirs,), problem = _paired([baseline], runs)
+        return [], theirs, problem
+    (mine, theirs), problem = _paired([ours, baseline], runs)
+    return mine, theirs, problem
+
+
+def _fanout_rows(bench: _Bench, config: Config) -> list[Row]:
+    """The subscriptions figures: fan-out emit and emit_many, and 3 subscriptions end to end."""
+    section = "redis"
+    runs = PAIRED_RUNS
+    missing = bench.unavailable
+    note = f"rocketman's Redis storage is not available: {missing}" if missing else ""
+    described = f"10 subscriptions ({FANOUT_MATCHING} match)"
+
+    rows: list[Row] = []
+    # (figure, ours, the judged baseline (same JSON work), the round trips alone, events, target)
+    emits: list[tuple[str, Callable[[int], Produced], tuple[str, Callable[[int], Produced]],
+                      tuple[str, Callable[[int], Produced]], int, float]] = [
+        (f"emit, {described}, one at a time", bench.fanout_emit,
+         ("LPUSH on a bare connection, json.dumps in the loop", bench.bare_lpush_encoding),
+         ("LPUSH on a bare connection, bytes encoded before the clock", bench.bare_lpush),
+         config.pick(5000, 2000), 0.9),
+        (f"emit_many of {BATCH}, {described}", bench.fanout_emit_many,
+         (f"one LPUSH of {BATCH} values, bare connection, json.dumps in the loop",
+          bench.bare_lpush_many_encoding),
+         (f"one LPUSH of {BATCH} values, bare connection, bytes encoded before the clock",
+          bench.bare_lpush_many),
+         config.pick(50_000, 10_000), 0.5),
+    ]
+    for figure, ours, (baseline_name, baseline), (bytes_name, bytes_only), total, target in emits:
+        measures: list[Callable[[], Produced]] = [
+            lambda t=total, b=baseline: b(t),  # type: ignore[misc]
+            lambda t=total, b=bytes_only: b(t),  # type: ignore[misc]
+        ]
+        if not missing:
+            measures.insert(0, lambda t=total, o=ours: o(t))  # type: ignore[misc]
+        results, problem = _paired(measures, runs)
+        mine = [] if missing else results.pop(0)
+        theirs = results[0]
+        extra = {
+            "events": total, "runs": runs, "subscriptions": len(FANOUT_PATTERNS),
+            "matching": FANOUT_MATCHING,
+            "envelope_bytes": {"rocketman": [p.envelope for p in mine],
+                               "baseline": [p.envelope for p in theirs]},
+            "client_cpu_us_per_event": {"rocketman": [p.client_us for p in mine],
+                                        "baseline": [p.client_us for p in theirs]},
+        }
+        why = note or problem
+        rows += [
+            Row.paired(section, f"{figure}, {total:,} events", "events/s",
+                       [p.rate for p in mine], baseline_name, [p.rate for p in theirs],
+                       Target(">=", target), note=why, extra=extra),
+            Row.paired(section, f"{figure}: Redis server CPU per event", "µs",
+                       [p.server_us for p in mine], baseline_name, [p.server_us for p in theirs],
+                       note=why, extra=extra),
+        ]
+        pre_encoded = results[1]
+        rows.append(Row.paired(
+            section, f"{figure}, {total:,} events (for the record: round trips alone)", "events/s",
+            [p.rate for p in mine], bytes_name, [p.rate for p in pre_encoded], note=why,
+            extra={**extra, "client_cpu_us_per_event": {
+                "rocketman": [p.client_us for p in mine],
+                "baseline": [p.client_us for p in pre_encoded]},
+                "server_cpu_us_per_event": {"rocketman": [p.server_us for p in mine],
+                                            "baseline": [p.server_us for p in pre_encoded]},
+                "envelope_bytes": {"rocketman": [p.envelope for p in mine],
+                                   "baseline": [p.envelope for p in pre_encoded]}}))
+
+    # 3 subscriptions, each in its own worker process, against dramatiq on the same N events.
+    total = config.pick(5000, 2000)
+    fanouts, dramatiq, problem = _against(
+        None if missing else (lambda: bench.fanout_drain(total)), lambda: bench.dramatiq_rate(total), runs)
+    figure = (f"end-to-end, 3 subscriptions, each its own worker process of {SUBSCRIBER_THREADS} "
+              f"threads, {total:,} events")
+    dramatiq_name = f"dramatiq, 1 process of 5 threads, {total:,} events"
+    counts: dict[str, Any] = {
+        "events": total, "runs": runs,
+        "rates": [f.rates for f in fanouts],
+        "overall_events_per_s": [f.overall for f in fanouts],
+        "method": "subscriptions created by starting the workers once; stopped; queues filled; "
+                  "workers started again; each timed from its first to its last handler call",
+    }
+    why = note or problem
+    for label, name in SUBSCRIBERS.items():
+        rows.append(Row.paired(section, f"{figure}: {name}", "events/s",
+                               [f.rates[label] for f in fanouts], dramatiq_name, dramatiq,
+                               note=why, extra=counts))
+    rows.append(Row.paired(section, f"{figure}: slowest subscription of each run", "events/s",
+                           [min(f.rates.values()) for f in fanouts], dramatiq_name, dramatiq,
+                           Target(">=", 10.0), note=why, extra=counts))
+    return rows
 
 
 def _scaling(bench: _Bench, config: Config) -> dict[str, Any]:

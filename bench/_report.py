@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 import re
+import statistics
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,12 +36,22 @@ class Target:
         return f"{sign} {self.bound:g}x" if self.on == "ratio" else f"{sign} {self.bound:g}"
 
 
+def _finite(value: float | None) -> bool:
+    return value is not None and not math.isnan(value)
+
+
 @dataclass
 class Row:
     """One figure of ours beside one baseline measured in the same run.
 
     ``ratio`` is always ours divided by the baseline, in the figure's unit: a
     throughput ratio above 1 and a cost or latency ratio below 1 are ours ahead.
+
+    A row built with :meth:`paired` keeps every run: ``ours_runs[i]`` and
+    ``baseline_runs[i]`` were measured one after the other (interleaved). Its
+    ``ours`` and ``baseline`` are the medians of the runs, its ``ratio`` the
+    median of the per-run ratios (judged by the target), and ``ratio_range``
+    their lowest and highest.
     """
 
     section: str
@@ -51,12 +63,63 @@ class Row:
     target: Target | None = None
     note: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
+    ours_runs: list[float] = field(default_factory=list)
+    baseline_runs: list[float] = field(default_factory=list)
+
+    @classmethod
+    def paired(
+        cls,
+        section: str,
+        figure: str,
+        unit: str,
+        ours_runs: Sequence[float] | None,
+        baseline_name: str | None,
+        baseline_runs: Sequence[float] | None,
+        target: Target | None = None,
+        note: str = "",
+        extra: dict[str, Any] | None = None,
+    ) -> Row:
+        """A row from interleaved runs: ``ours_runs[i]`` beside ``baseline_runs[i]``.
+
+        ``None`` (or a run that is NaN) for a side that could not be measured.
+        """
+        mine = [float(v) for v in ours_runs or ()]
+        theirs = [float(v) for v in baseline_runs or ()]
+        if not mine or not all(map(_finite, mine)):
+            mine = []
+        if not theirs or not all(map(_finite, theirs)):
+            theirs = []
+        return cls(
+            section, figure, unit,
+            statistics.median(mine) if mine else None,
+            baseline_name,
+            statistics.median(theirs) if theirs else None,
+            target, note, dict(extra or {}), mine, theirs,
+        )
+
+    @property
+    def ratios(self) -> list[float]:
+        """The per-run ratios of a :meth:`paired` row (empty for a row of single figures)."""
+        if not self.ours_runs or len(self.ours_runs) != len(self.baseline_runs):
+            return []
+        if not all(self.baseline_runs):
+            return []
+        return [o / b for o, b in zip(self.ours_runs, self.baseline_runs, strict=True)]
 
     @property
     def ratio(self) -> float | None:
+        ratios = self.ratios
+        if ratios:
+            return statistics.median(ratios)
         if self.ours is None or not self.baseline:
             return None
         return self.ours / self.baseline
+
+    @property
+    def ratio_range(self) -> tuple[float, float] | None:
+        """The lowest and the highest per-run ratio, for a :meth:`paired` row."""
+        ratios = self.ratios
+        return (min(ratios), max(ratios)) if ratios else None
 
     @property
     def verdict(self) -> str:
@@ -73,6 +136,11 @@ class Row:
         data["target"] = str(self.target) if self.target else None
         data["target_spec"] = asdict(self.target) if self.target else None
         data["ratio"] = self.ratio
+        ratios = self.ratios
+        spread = self.ratio_range
+        data["statistic"] = f"median of {len(ratios)} interleaved runs" if ratios else "single figure"
+        data["ratios"] = ratios or None
+        data["ratio_range"] = list(spread) if spread else None
         data["verdict"] = self.verdict
         return data
 
@@ -93,14 +161,28 @@ def _with_unit(value: float | None, unit: str) -> str:
     return "n/a" if value is None else f"{_number(value, unit)} {unit}"
 
 
-def _cells(row: Row) -> list[str]:
+def _times(ratio: float) -> str:
+    return f"{ratio:.2f}x" if ratio >= 0.01 else f"{ratio:.4f}x"
+
+
+def _ratio_cell(row: Row) -> str:
     ratio = row.ratio
+    if ratio is None:
+        return ""
+    spread = row.ratio_range
+    if spread is None:
+        return _times(ratio)
+    low, high = spread
+    return f"{_times(ratio)} ({_times(low)[:-1]} to {_times(high)[:-1]}, {len(row.ratios)} runs)"
+
+
+def _cells(row: Row) -> list[str]:
     return [
         row.figure,
         _with_unit(row.ours, row.unit),
         row.baseline_name or "",
         _with_unit(row.baseline, row.unit) if row.baseline_name else "",
-        (f"{ratio:.2f}x" if ratio >= 0.01 else f"{ratio:.4f}x") if ratio is not None else "",
+        _ratio_cell(row),
         str(row.target) if row.target else "",
         row.verdict,
     ]
