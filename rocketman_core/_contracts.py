@@ -166,7 +166,10 @@ class Storage(Protocol):
     crash), until :meth:`unsubscribe`. :meth:`push` routes each event, by
     the name passed beside its bytes, to every subscription that exists and
     matches at that moment: each of them gets its own copy, its own
-    delivery, retries and dead letters. A producer needs no knowledge of the
+    delivery, retries and dead letters. A storage may do the routing a
+    moment later (the Redis storage's workers do), provided the outcome is
+    the same as routing at the push: the subscriptions that existed then,
+    whatever was registered or changed since. A producer needs no knowledge of the
     consumers. An event no subscription matches is either *parked* (a
     durable storage keeps it, in a bounded log, and copies it into each
     matching subscription created later with ``start="parked"``) or
@@ -258,9 +261,11 @@ class Storage(Protocol):
     def push(self, name: str, message: bytes) -> None:
         """Route one message, the event named ``name``, to the subscriptions matching it.
 
-        When this returns, every copy is stored as durably as the storage
-        promises. Raises an error (never hangs past a bounded time) when the
-        storage cannot take it, for example when a server is unreachable.
+        When this returns, the event is stored as durably as the storage
+        promises, and it reaches each subscription that exists now and
+        matches it (see routing, above), or the parked log. Raises an error
+        (never hangs past a bounded time) when the storage cannot take it,
+        for example when a server is unreachable.
         """
         ...
 
