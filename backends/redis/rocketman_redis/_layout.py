@@ -89,6 +89,15 @@ class KeyLayout:
         return self._key("subscriptions:seen")
 
     @property
+    def parked_marks(self) -> str:
+        """Hash: subscription name -> the newest parked event it had the chance to copy.
+
+        It outlives a removed subscription: registered again under the same
+        name, it copies only what was parked since, not again what it had.
+        """
+        return self._key("subscriptions:parked-mark")
+
+    @property
     def version(self) -> str:
         """Counter, incremented by every change of the subscriptions hash."""
         return self._key("subscriptions:version")
@@ -185,6 +194,7 @@ class KeyLayout:
     def shared(self) -> tuple[str, ...]:
         """Every key of the namespace that is not a subscription's."""
         return (
-            self.subscriptions, self.created, self.seen, self.version, self.parked, self.dropped,
+            self.subscriptions, self.created, self.seen, self.parked_marks, self.version,
+            self.parked, self.dropped,
             *self.dead_keys(), self.dead_sequence, *self.legacy(),
         )

@@ -194,13 +194,26 @@ local moved = route_pending(tonumber(ARGV[2]))
 return {moved, waiting(), evicted}
 """
 
+# parked_mark(): the id of the newest parked event, or now as an id.
+_PARKED_MARK = """
+local function parked_mark()
+  local newest = redis.call('XREVRANGE', KEYS[3], '+', '-', 'COUNT', 1)
+  if newest[1] then return newest[1][1] end
+  local t = redis.call('TIME')
+  return (tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)) .. '-0'
+end
+"""
+
 #: Route everything waiting, then register one subscription, hosted by a
-#: host. KEYS: the routing keys, then created, seen, and the subscription's
-#: queue, wake and hosts. ARGV: the routing arguments, then name, patterns
-#: (space-separated), start ('parked' or 'now'), host. A new subscription
-#: copies the parked events that match it, in the order they came, in this
-#: same step. Returns {created (0/1), previous patterns or '', copied, evicted}.
-SUBSCRIBE = _ROUTE + """
+#: host. KEYS: the routing keys, then created, seen, the subscription's
+#: queue, wake and hosts, and the parked marks. ARGV: the routing
+#: arguments, then name, patterns (space-separated), start ('parked' or
+#: 'now'), host. A new subscription copies the parked events that match it,
+#: in the order they came, in this same step: those it never had the chance
+#: to see (a name registered before, then removed, only what was parked
+#: since its removal). Returns {created (0/1), previous patterns or '',
+#: copied, evicted}.
+SUBSCRIBE = _ROUTE + _PARKED_MARK + """
 route_pending(0)
 time_now()
 local name, wanted = ARGV[A + 1], ARGV[A + 2]
@@ -213,8 +226,10 @@ redis.call('INCR', KEYS[1])
 if old then return {0, old, 0, evicted} end
 redis.call('HSET', KEYS[B + 1], name, now)
 local copied = 0
+local seen_up_to = redis.call('HGET', KEYS[B + 6], name)
 if ARGV[A + 3] == 'parked' then
   local cursor = '-'
+  if seen_up_to then cursor = '(' .. seen_up_to end
   while true do
     local entries = redis.call('XRANGE', KEYS[3], cursor, '+', 'COUNT', 500)
     if #entries == 0 then break end
@@ -235,6 +250,7 @@ if ARGV[A + 3] == 'parked' then
     cursor = '(' .. entries[#entries][1]
   end
 end
+redis.call('HSET', KEYS[B + 6], name, parked_mark())
 return {1, '', copied, evicted}
 """
 
@@ -318,9 +334,14 @@ return 1
 #: Remove one subscription with its backlog and its dead letters. KEYS:
 #: version, subscriptions, created, queue, wake, reserved, leases, delayed,
 #: its dead index, hosts, then the dead letters' dead, message, reason,
-#: time and subscription keys, then seen. ARGV: name. Returns 1 if it existed.
+#: time and subscription keys, then seen, the parked marks and the parked
+#: log (KEYS[3] of parked_mark: the same position). ARGV: name. The name's
+#: mark stays: registered again, it receives only what is parked from now
+#: on, not again what it had. Returns 1 if it existed.
 UNSUBSCRIBE = """
 if redis.call('HDEL', KEYS[2], ARGV[1]) == 0 then return 0 end
+""" + _PARKED_MARK.replace("KEYS[3]", "KEYS[18]") + """
+redis.call('HSET', KEYS[17], ARGV[1], parked_mark())
 redis.call('HDEL', KEYS[3], ARGV[1])
 redis.call('HDEL', KEYS[16], ARGV[1])
 redis.call('INCR', KEYS[1])

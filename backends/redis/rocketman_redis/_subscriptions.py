@@ -91,8 +91,8 @@ class Subscriptions:
                       start: str = subscription.start,
                       sub: Any = sub) -> tuple[list[str], list[Any]]:
                 script_keys, args = self._routing(table, 0)
-                return ([*script_keys, keys.created, keys.seen, sub.queue, sub.wake, sub.hosts],
-                        [*args, name, patterns, start, host])
+                return ([*script_keys, keys.created, keys.seen, sub.queue, sub.wake, sub.hosts,
+                         keys.parked_marks], [*args, name, patterns, start, host])
 
             created, previous, copied, evicted = self._versioned(
                 _SUBSCRIBE, build, f"register the subscription {subscription.name}")
@@ -223,7 +223,7 @@ class Subscriptions:
             removed = self._wire.run(_UNSUBSCRIBE, (
                 keys.version, keys.subscriptions, keys.created,
                 sub.queue, sub.wake, sub.reserved, sub.leases, sub.delayed, sub.dead, sub.hosts,
-                *keys.dead_keys(), keys.seen,
+                *keys.dead_keys(), keys.seen, keys.parked_marks, keys.parked,
             ), (name,))
         except RedisError as error:
             raise self._error(f"remove the subscription {name}", error) from error

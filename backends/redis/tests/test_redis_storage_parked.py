@@ -104,3 +104,20 @@ def test_events_pushed_before_a_subscription_changes_are_routed_with_the_old_pat
         again.ack(batch)
     assert taken == [b"pushed while s matched a", b"pushed after the change, matches"]
     assert again.stats()["parked"] == 2, "what matched nothing when pushed must be parked"
+
+
+def test_a_subscription_removed_and_registered_again_does_not_copy_what_it_had_again(
+    redis_storage_factory: Callable[..., RedisStorage],
+) -> None:
+    """Parked events stay for newcomers; a name registered before is not one for what it had."""
+    storage = redis_storage_factory()
+    storage.push_many([("user.signed_up", b"early 1"), ("user.signed_up", b"early 2")])
+    [first] = storage.subscribe([Subscription("mailer.welcome", ("user.*",))], "host")
+    assert first.parked == 2
+    assert storage.unsubscribe("mailer.welcome")
+    storage.push("user.signed_up", b"while it was gone")  # matches nothing: parked
+    [again] = storage.subscribe([Subscription("mailer.welcome", ("user.*",))], "host")
+    assert again.created and again.parked == 1, "the early welcomes would be sent twice"
+    assert [d.message for d in storage.reserve(("mailer.welcome",), 5, 10)] == [b"while it was gone"]
+    [newcomer] = storage.subscribe([Subscription("analytics", ("*",))], "host")
+    assert newcomer.parked == 3, "a new name gets every parked event"
