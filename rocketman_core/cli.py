@@ -495,7 +495,7 @@ def _record_json(record: Any) -> dict[str, Any]:
         "id": record.id,
         "event": None if event is None else {
             "id": event.id, "name": event.name, "payload": event.payload,
-            "emitted_at": event.emitted_at,
+            "emitted_at": event.emitted_at, "attempt": event.attempt,
         },
         "consumer": record.consumer,
         "attempts": record.attempts,
