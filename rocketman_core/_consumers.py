@@ -11,13 +11,13 @@ named after the module it would be imported as (``app:handler``), as
 
 from __future__ import annotations
 
-import inspect
 import logging
+import os
 import re
 import sys
 import threading
 from collections.abc import Callable
-from pathlib import Path
+from types import FunctionType
 from typing import Any, TypeVar
 
 from ._contracts import Subscription
@@ -37,7 +37,7 @@ logger = logging.getLogger("rocketman.consumers")
 F = TypeVar("F", bound=Callable[..., Any])
 
 _CACHE_LIMIT = 10_000
-_NAME = re.compile(r"\S{1,255}\Z")
+_NAME = r"\S{1,255}\Z"  # compiled by re at the first name given, not at import
 #: What ``start=`` may be: see :class:`rocketman_core.Subscription`.
 STARTS = ("parked", "now")
 
@@ -57,14 +57,17 @@ def _main_module_name() -> str | None:
     file = getattr(main, "__file__", None)
     if not file:
         return None
-    path = Path(file).resolve()
-    if path.suffix != ".py":
+    # os.path, not pathlib: this module is imported by every process that emits.
+    folder, script = os.path.split(os.path.realpath(file))
+    stem, suffix = os.path.splitext(script)
+    if suffix != ".py":
         return None
-    parts = [path.stem]
-    folder = path.parent
-    while (folder / "__init__.py").exists() and folder.name.isidentifier():
-        parts.insert(0, folder.name)
-        folder = folder.parent
+    parts = [stem]
+    while os.path.exists(os.path.join(folder, "__init__.py")):
+        folder, package = os.path.split(folder)
+        if not package.isidentifier():
+            break
+        parts.insert(0, package)
     return ".".join(parts)
 
 
@@ -91,7 +94,7 @@ def identity_of(function: Callable[..., Any]) -> str:
 
 def is_method_definition(function: Callable[..., Any]) -> bool:
     """Whether ``function`` is being defined in a class body (by its qualname)."""
-    if not inspect.isfunction(function):
+    if not isinstance(function, FunctionType):
         return False  # a bound method or a callable object: registered as it is
     parts = function.__qualname__.split(".")
     return len(parts) > 1 and parts[-2] != "<locals>"
@@ -144,6 +147,8 @@ class ConsumerSpec:
     def _make_invoke(self) -> Callable[[Any, Event], Any]:
         # Decided once here, not at every dispatch: does the consumer take the
         # payload, and does it ask for the event (a parameter named "event")?
+        import inspect  # here, not at the top: importing the core must stay cheap
+
         function = self.function
         parameters = list(inspect.signature(function).parameters.values())
         if self.owner is not None:
@@ -209,7 +214,7 @@ def check_pattern(pattern: Any) -> None:
 
 def check_subscription_name(name: Any) -> None:
     """Raise ``ValueError`` unless ``name`` can name a subscription."""
-    if not isinstance(name, str) or not _NAME.match(name):
+    if not isinstance(name, str) or not re.match(_NAME, name):
         raise ValueError(
             f"invalid consumer name {name!r}: 1 to 255 characters without whitespace, "
             "such as 'billing.book_invoice'"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import socket
 import threading
 import time
 from collections.abc import Sequence
@@ -40,7 +39,13 @@ STALE_CHECK_INTERVAL = 60.0
 
 def new_host_id() -> str:
     """This process's name in the storage: ``hostname:pid:random``, unique per start."""
-    return f"{socket.gethostname()}:{os.getpid()}:{os.urandom(3).hex()}"
+    if hasattr(os, "uname"):
+        hostname = os.uname().nodename  # no socket import: this runs in every process
+    else:  # pragma: no cover - Windows
+        import socket
+
+        hostname = socket.gethostname()
+    return f"{hostname}:{os.getpid()}:{os.urandom(3).hex()}"
 
 
 def _ago(seconds: float) -> str:

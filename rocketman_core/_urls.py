@@ -8,9 +8,11 @@ __all__ = ["mask_url"]
 
 # scheme://user:password@host -> scheme://user:***@host, wherever a URL
 # appears in a text (error messages from client libraries quote them).
-_CREDENTIALS = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)[^\s/@]*@")
-_USER_ONLY = re.compile(r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^\s/@:]+)@")
-_QUERY_SECRET = re.compile(r"(?P<head>[?&](?:password|pass|token|secret)=)[^&\s]*", re.I)
+# Patterns, not compiled ones: re compiles (and caches) them at the first
+# call; compiling at import would cost every process that emits.
+_CREDENTIALS = r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://[^\s/@:]*:)[^\s/@]*@"
+_USER_ONLY = r"(?P<head>[A-Za-z][A-Za-z0-9+.-]*://)(?P<user>[^\s/@:]+)@"
+_QUERY_SECRET = r"(?P<head>[?&](?:password|pass|token|secret)=)[^&\s]*"
 
 
 def mask_url(text: str) -> str:
@@ -19,6 +21,6 @@ def mask_url(text: str) -> str:
     A user name alone (``redis://token@host``) is masked too, since services
     often take a token in that place; so are ``password=`` query parameters.
     """
-    text = _CREDENTIALS.sub(r"\g<head>***@", text)
-    text = _USER_ONLY.sub(r"\g<head>***@", text)
-    return _QUERY_SECRET.sub(r"\g<head>***", text)
+    text = re.sub(_CREDENTIALS, r"\g<head>***@", text)
+    text = re.sub(_USER_ONLY, r"\g<head>***@", text)
+    return re.sub(_QUERY_SECRET, r"\g<head>***", text, flags=re.IGNORECASE)
