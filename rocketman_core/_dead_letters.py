@@ -18,7 +18,8 @@ class DeadLetterRecord(NamedTuple):
     :param event: the event, or None when the message was not a valid envelope.
     :param consumer: the name of the consumer (its subscription) the letter is
         for; None only for a letter an older version kept without one.
-    :param error: the reason: the error with its traceback.
+    :param error: why, in full: for a consumer's failure, the one-line reason
+        then its traceback (see :attr:`reason`).
     :param attempts: how many times the consumer was called.
     :param failed_at: when it was dead-lettered, seconds since the epoch.
     :param message: the stored bytes, exactly.
@@ -31,6 +32,11 @@ class DeadLetterRecord(NamedTuple):
     attempts: int
     failed_at: float
     message: bytes
+
+    @property
+    def reason(self) -> str:
+        """Why, in one line: ``ValueError: no ledger for invoice 7``, ``malformed message: ...``."""
+        return next((line.strip() for line in self.error.splitlines() if line.strip()), "")
 
 
 def to_record(letter: Any) -> DeadLetterRecord:

@@ -62,7 +62,7 @@ def run(events: int = 20_000) -> int:
     app.emit("invoice.paid", {"invoice": 7})
     app.drain(timeout=10)
     for record in app.dead_letters():
-        error = record.error.strip().splitlines()[-1]
+        error = record.reason
         say(f"   dead letter: {record.event.name if record.event else '?'} for {record.consumer}, "
             f"{record.attempts} attempts, {error}")
     say(f"   stats: {app.stats()}")

@@ -35,6 +35,59 @@ logger = logging.getLogger("rocketman")
 _STORAGE_RETRY_MAX = 5.0  # seconds between attempts while the storage is down
 
 
+def one_line(error: BaseException) -> str:
+    """``Type: message`` of an exception, on one line."""
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text}" if text else type(error).__name__
+
+
+def _traceback(error: BaseException) -> str:
+    return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+
+
+class Outage:
+    """The storage's failures, as all workers of a process see them: one line when it starts, one when it ends.
+
+    Every worker backs off and tries again by itself; only the first
+    failure of an outage is logged (ERROR), and its end (WARNING, with how
+    long it lasted and how many attempts failed). The rest is at DEBUG.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.down = False
+        self._since = 0.0
+        self._failures = 0
+
+    def failed(self, error: BaseException) -> float:
+        """Count a failed attempt; return how long this worker waits before the next."""
+        import random
+
+        detail = mask_url(str(error)) or type(error).__name__
+        with self._lock:
+            self._failures += 1
+            first = not self.down
+            if first:
+                self.down, self._since, self._failures = True, time.monotonic(), 1
+            failures = self._failures
+        if first:
+            logger.error("the storage failed to give work (%s); every worker retries until it is "
+                         "back, and nothing it keeps is lost", detail)
+        else:
+            logger.debug("the storage still fails (%s)", detail)
+        wait: float = min(_STORAGE_RETRY_MAX, 0.1 * 2 ** min(failures, 6))
+        return wait * random.uniform(0.5, 1.0)
+
+    def recovered(self) -> None:
+        with self._lock:
+            if not self.down:
+                return
+            self.down = False
+            lasted, failures = time.monotonic() - self._since, self._failures
+        logger.warning("the storage gives work again, after %.1fs and %d failed attempts",
+                       lasted, failures)
+
+
 class Dispatch:
     """Dispatching events to consumers, for the runtime that mixes it in."""
 
@@ -44,6 +97,7 @@ class Dispatch:
     _idle: threading.Condition
     _held: dict[int, Sequence[Any]]
     _hosted: tuple[str, ...]
+    _outage: Outage
     _hook_emitted: bool
     _hook_handled: bool
     _hook_failed: bool
@@ -62,8 +116,7 @@ class Dispatch:
         settings = self.settings
         latency, batch_size = settings.latency, settings.batch_size
         me = threading.get_ident()
-        release = getattr(storage, "release", None)
-        failures = 0
+        outage = self._outage
         while not stopping.is_set():
             hosted = self._hosted
             if not hosted:
@@ -72,53 +125,75 @@ class Dispatch:
             try:
                 deliveries = storage.reserve(hosted, latency, batch_size)
             except Exception as error:
-                import random
-
-                failures += 1
-                delay = min(_STORAGE_RETRY_MAX, 0.1 * 2 ** min(failures, 6)) * random.uniform(0.5, 1.0)
-                logger.error(
-                    "the storage failed to give work (%s); trying again in %.1fs",
-                    mask_url(str(error)) or type(error).__name__, delay,
-                )
-                stopping.wait(delay)
+                stopping.wait(outage.failed(error))
                 continue
-            if failures:
-                logger.warning("the storage gives work again after %d failed attempts", failures)
-                failures = 0
+            if outage.down:
+                outage.recovered()
             if not deliveries:
                 continue
             self._held[me] = deliveries
-            done = []
+            try:
+                self._run_batch(storage, deliveries, stopping)
+            finally:
+                self._held.pop(me, None)
+            if self._drainers:
+                with self._idle:
+                    self._idle.notify_all()
+
+    def _run_batch(self, storage: Storage, deliveries: Sequence[Any], stopping: threading.Event) -> None:
+        """Dispatch a reserved batch, acknowledge what succeeded, give back what was not started.
+
+        A consumer's ``KeyboardInterrupt`` (or another BaseException that is
+        not a failure) stops this worker: the rest of the batch, the
+        interrupted delivery included, goes back before it propagates.
+        """
+        release = getattr(storage, "release", None)
+        durable = bool(getattr(storage, "durable", False))
+        done: list[Any] = []
+        index = 0
+        try:
             for index, delivery in enumerate(deliveries):
                 if index and release is not None and stopping.is_set():
                     # Stopping: give back what this worker has not started,
                     # rather than make the stop wait for a whole batch.
-                    try:
-                        release(deliveries[index:])
-                    except Exception as error:
-                        logger.warning("could not give back %d messages (their lease will): %s",
-                                       len(deliveries) - index, mask_url(str(error)))
+                    self._give_back(release, deliveries[index:])
+                    index = len(deliveries)
                     break
                 try:
                     if self._handle(storage, delivery):
                         done.append(delivery)
                 except Exception as error:
                     # The storage failed while recording a retry or a dead
-                    # letter: leave the delivery unacknowledged, so it comes
-                    # back (at least once) rather than being lost.
-                    logger.error(
-                        "could not record the outcome of a message; it stays unacknowledged: %s",
-                        mask_url(str(error)),
-                    )
+                    # letter. A durable storage's lease gives the delivery back
+                    # (at least once); a memory one must be given it back now,
+                    # or it stays reserved for ever.
+                    kept = "it comes back when its lease expires" if durable else "it is given back"
+                    logger.error("could not record the outcome of a message (%s); %s",
+                                 mask_url(str(error)) or type(error).__name__, kept)
+                    if not durable and release is not None:
+                        self._give_back(release, [delivery])
+            else:
+                index = len(deliveries)
+        except BaseException:
+            if release is not None:
+                self._give_back(release, deliveries[index:])
+            raise
+        finally:
             try:
                 storage.ack(done)
             except Exception as error:
                 logger.error("could not acknowledge %d messages (they will be delivered again): %s",
                              len(done), mask_url(str(error)))
-            self._held.pop(me, None)
-            if self._drainers:
-                with self._idle:
-                    self._idle.notify_all()
+
+    @staticmethod
+    def _give_back(release: Any, deliveries: Sequence[Any]) -> None:
+        if not deliveries:
+            return
+        try:
+            release(deliveries)
+        except Exception as error:
+            logger.warning("could not give back %d messages (their lease will): %s",
+                           len(deliveries), mask_url(str(error)))
 
     def _handle(self, storage: Storage, delivery: Any) -> bool:
         """Dispatch one delivery to its subscription's consumer.
@@ -156,7 +231,7 @@ class Dispatch:
         started = time.perf_counter() if timed else 0.0
         try:
             spec.invoke(event.payload, event)
-        except Exception as error:
+        except (Exception, SystemExit) as error:  # a consumer's sys.exit() is its failure, not ours
             self._failed(storage, delivery, event, spec, error)
             return False
         if timed:
@@ -165,28 +240,48 @@ class Dispatch:
         return True
 
     def _failed(self, storage: Storage, delivery: Any, event: Event, spec: ConsumerSpec,
-                error: Exception) -> None:
+                error: BaseException) -> None:
         settings = self.settings
         attempt = event.attempt + 1
         retry = event.attempt < settings.max_retries
-        message = encode_event(event, attempt=attempt, consumer=None)
+        try:
+            message = encode_event(event, attempt=attempt, consumer=None)
+        except (TypeError, ValueError) as unwritable:
+            # Decoded, but not writable back (a number that overflowed to
+            # infinity): keep the bytes as they came, never loop on them.
+            reason = (f"{one_line(error)}; the retry cannot be written back as JSON "
+                      f"({unwritable}), so the message is kept as it came\n\n{_traceback(error)}")
+            logger.error("consumer %s failed on %s (id %s); its retry cannot be written back as "
+                         "JSON: dead-lettered as it came", spec.name, event.name, event.id)
+            storage.dead_letter(delivery, delivery.message, reason)
+            if self._hook_failed:
+                self._call_hook("rocketman_event_failed", event=event, consumer=spec.name,
+                                error=error, will_retry=False)
+            return
+        # One line per incident for people on call; the traceback is in the
+        # dead letter, and at DEBUG.
         if retry:
             import random
 
             base = min(settings.retry_backoff_max, settings.retry_backoff * 2 ** event.attempt)
             delay = random.uniform(base / 2, base)
-            logger.error(
-                "consumer %s failed on %s (id %s, attempt %d of %d); retrying in %.2fs",
-                spec.name, event.name, event.id, attempt, settings.max_retries + 1, delay,
-                exc_info=error,
+            logger.warning(
+                "consumer %s failed on %s (id %s, attempt %d of %d): %s; retrying in %.2fs",
+                spec.name, event.name, event.id, attempt, settings.max_retries + 1,
+                one_line(error), delay,
             )
+            logger.debug("consumer %s failed on %s (id %s)", spec.name, event.name, event.id,
+                         exc_info=error)
             storage.retry_later(delivery, message, delay)
         else:
-            reason = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+            reason = f"{one_line(error)}\n\n{_traceback(error)}"
             logger.error(
-                "consumer %s failed on %s (id %s) %d times; dead-lettered",
-                spec.name, event.name, event.id, attempt, exc_info=error,
+                "consumer %s failed on %s (id %s) %d times; dead-lettered: %s (`rocketman "
+                "dead-letters list` shows the traceback)",
+                spec.name, event.name, event.id, attempt, one_line(error),
             )
+            logger.debug("consumer %s failed on %s (id %s) for the last time", spec.name,
+                         event.name, event.id, exc_info=error)
             storage.dead_letter(delivery, message, reason)
         if self._hook_failed:
             self._call_hook("rocketman_event_failed", event=event, consumer=spec.name,
@@ -204,14 +299,14 @@ class Dispatch:
         except (TypeError, ValueError) as error:
             raise payload_error(name, error) from None
         emitted_at = time.time()
-        first: Exception | None = None
+        first: BaseException | None = None
         for index, spec in enumerate(self.consumers.for_name(name)):
             # Each consumer its own copy, as each subscription decodes its own
             # delivery on a storage: one consumer's changes never reach another.
             mine = payload if index == 0 else _decode_json(text)
             try:
                 spec.invoke(mine, Event(event_id, name, mine, emitted_at))
-            except Exception as error:
+            except (Exception, SystemExit) as error:
                 if first is None:
                     first = error
                 else:

@@ -56,7 +56,16 @@ if c_make_encoder is not None:
 else:  # pragma: no cover - Pythons without the _json accelerator
     _encode_json = json.JSONEncoder(allow_nan=False, separators=(",", ":")).encode  # type: ignore[assignment]
 
-_scan = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON (JSON has no NaN or Infinity)")
+
+
+# Decode refuses what encode refuses: emit rejects NaN and Infinity, so a
+# message holding them (a producer in another language) is malformed here,
+# not accepted and then impossible to write back for a retry. (A number
+# that overflows to infinity, 1e400, costs a check on every float to catch
+# here; the retry path catches it instead, see Dispatch._failed.)
+_scan = json.JSONDecoder(parse_constant=_no_constant).scan_once  # type: ignore[attr-defined]
 
 
 def _decode_json(message: bytes | str) -> Any:
@@ -69,7 +78,7 @@ def _decode_json(message: bytes | str) -> Any:
     if end != len(text):
         # Leading or trailing whitespace, or not JSON: the full parser
         # accepts the first and explains the second.
-        return json.loads(text)
+        return json.loads(text, parse_constant=_no_constant)
     return value
 
 

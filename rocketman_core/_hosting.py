@@ -219,9 +219,9 @@ class Hosting:
             return
         if missing:
             logger.warning(
-                "the subscriptions %s were removed from the storage while this process hosts "
-                "them; registering them again (stop this process first to retire them)",
-                ", ".join(missing),
+                "the subscriptions %s are no longer in the storage while this process hosts them "
+                "(removed, or the storage lost its data); registering them again. To retire a "
+                "subscription, stop the processes that host it first", ", ".join(missing),
             )
             with self._lock:
                 for name in missing:

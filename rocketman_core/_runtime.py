@@ -21,7 +21,7 @@ from ._consumers import (
 )
 from ._contracts import STORAGE_CONTRACT, Executor, Relay, Storage, SubscriptionInfo
 from ._dead_letters import DeadLetterRecord, DeadLetters
-from ._dispatch import Dispatch
+from ._dispatch import Dispatch, Outage
 from ._envelope import (
     Event,
     _encode_json,
@@ -90,6 +90,7 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
         self._hook_handled = False
         self._hook_failed = False
         self._hook_dead = False
+        self._outage = Outage()
         self._reset_hosting()
 
     # -- configuration -----------------------------------------------------

@@ -470,8 +470,7 @@ def _dead_letters(args: argparse.Namespace) -> int:
         for r in records:
             name = r.event.name if r.event else "(malformed)"
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.failed_at))
-            first = r.error.strip().splitlines()[-1] if r.error.strip() else ""
-            print(f"{r.id}  {when}  {name}  {r.consumer or '-'}  attempts {r.attempts}  {first}")
+            print(f"{r.id}  {when}  {name}  {r.consumer or '-'}  attempts {r.attempts}  {r.reason}")
         print(_plural(len(records), "dead letter"), file=sys.stderr)
         return 0
     if args.action == "replay":
@@ -500,6 +499,7 @@ def _record_json(record: Any) -> dict[str, Any]:
         "consumer": record.consumer,
         "attempts": record.attempts,
         "failed_at": record.failed_at,
+        "reason": record.reason,
         "error": record.error,
         "message": None if event else record.message.decode("utf-8", "replace"),
     }

@@ -46,12 +46,25 @@ class ThreadExecutor:
 
     @staticmethod
     def _run(worker: Callable[[threading.Event], None], stopping: threading.Event) -> None:
-        try:
-            worker(stopping)
-        except BaseException:
-            # The core's loop handles consumer and storage errors itself;
-            # reaching this is a bug, and it must not vanish silently.
-            logger.exception("a rocketman worker thread crashed")
+        crashes = 0
+        while True:
+            try:
+                worker(stopping)
+                return
+            except BaseException as error:
+                # The core's loop handles consumer failures and storage
+                # errors itself; what gets here (a KeyboardInterrupt a
+                # consumer raised, a bug) must neither vanish nor leave the
+                # process with one worker fewer.
+                if stopping.is_set():
+                    return
+                crashes += 1
+                logger.error("rocketman worker thread %s stopped on %s; starting it again",
+                             threading.current_thread().name, type(error).__name__,
+                             exc_info=crashes == 1)
+                # A worker that dies at once again would spin: back off, up to 5 s.
+                if stopping.wait(min(5.0, 0.05 * 2 ** min(crashes - 1, 7))):
+                    return
 
     def stop(self, timeout: float | None = None) -> bool:
         """Ask the workers to stop; wait up to ``timeout``; return whether all did."""

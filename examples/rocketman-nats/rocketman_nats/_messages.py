@@ -113,12 +113,20 @@ def payload_of(data: bytes, max_bytes: int) -> Any:
     except UnicodeDecodeError as error:
         raise Dropped("invalid_utf8", f"the body is not UTF-8 ({error.reason})") from None
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError):
-        # Not JSON (or NaN/Infinity, which rocketman's JSON refuses, or nested
-        # too deep to decode): the text itself is the payload.
+        # Not strict JSON (NaN, Infinity or a number beyond a double, which
+        # rocketman's JSON refuses, or nested too deep to decode): the text
+        # itself is the payload.
         return text
 
 
 def _reject_constant(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is beyond the range of a JSON number")
+    return value

@@ -64,13 +64,15 @@ def translate(channel: bytes | str, data: bytes | str, *, prefix: str, max_bytes
 
 
 def parse_payload(text: str) -> Any:
-    """The JSON value ``text`` holds, or ``text`` itself when it is not JSON.
+    """The JSON value ``text`` holds when it is strict JSON, or ``text`` itself.
 
-    ``NaN`` and ``Infinity`` are not JSON (Python's parser accepts them, but
-    ``emit`` cannot encode them), so such a text stays a string.
+    Strict: no ``NaN``, no ``Infinity``, no number beyond a double's range
+    (``1e400`` would become infinity). Python's parser accepts all three,
+    but ``emit`` cannot encode them; so such a text stays a string, one rule
+    for all three.
     """
     try:
-        return json.loads(text, parse_constant=_reject_constant)
+        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
     except (ValueError, RecursionError):
         # RecursionError: nesting deeper than the parser's stack; as text it
         # still reaches the consumer, which is more useful than a drop.
@@ -79,3 +81,10 @@ def parse_payload(text: str) -> Any:
 
 def _reject_constant(constant: str) -> Any:
     raise ValueError(f"{constant} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"{text} is beyond the range of a JSON number")
+    return value

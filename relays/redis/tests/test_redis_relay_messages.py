@@ -38,7 +38,7 @@ def test_json_becomes_its_value_and_other_text_stays_text(
 ) -> None:
     started(make_redis_relay(), rocketman_app.emit)
     messages = ['{"order": 7, "items": ["a", "b"]}', "42", '"quoted"', "payload",
-                "not {json", "NaN", ""]
+                "not {json", "NaN", "", "1e400", '{"total": -1e999}', "2.5"]
     for message in messages:
         assert redis_publisher.publish("hello", message) == 1
     assert wait_events(rocketman_app, len(messages)) == [
@@ -49,6 +49,11 @@ def test_json_becomes_its_value_and_other_text_stays_text(
         ("hello", "not {json"),
         ("hello", "NaN"),  # Python's parser takes NaN, JSON does not: it stays text
         ("hello", ""),
+        # One rule: not strict JSON (a number beyond a double overflows to
+        # infinity, which no JSON can carry) stays text, rather than failing at emit.
+        ("hello", "1e400"),
+        ("hello", '{"total": -1e999}'),
+        ("hello", 2.5),
     ]
 
 
