@@ -400,6 +400,12 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
             self._heartbeat_stop.set()
             if self._workers_running:
                 self._leave(storage)
+            closed = False
+            if self._storage_owned and not durable:
+                # Close first, then count: a memory storage refuses pushes and
+                # keeps its counts in one step, so an event emitted meanwhile
+                # is either counted below or refused to its emitter.
+                closed = self._close(storage)
             try:
                 left = storage.stats()
             except Exception as error:
@@ -420,13 +426,18 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
                         "or use a durable storage)",
                         pending, left.get("queued", 0), left.get("reserved", 0), left.get("delayed", 0),
                     )
-            if self._storage_owned:
-                try:
-                    storage.close()
-                except Exception:
-                    logger.exception("the storage failed to close")
+            if self._storage_owned and not closed:
+                self._close(storage)
             self._reset_state()
             return drained and not pending
+
+    @staticmethod
+    def _close(storage: Storage) -> bool:
+        try:
+            storage.close()
+        except Exception:
+            logger.exception("the storage failed to close")
+        return True
 
     # -- stats -------------------------------------------------------------
 

@@ -129,3 +129,61 @@ def test_a_dead_letter_has_a_one_line_reason_beside_its_traceback(app: Rocketman
     (letter,) = app.dead_letters()
     assert letter.reason == "ValueError: no ledger for invoice 7"
     assert "Traceback (most recent call last)" in letter.error and letter.error.startswith(letter.reason)
+
+
+def test_every_event_emitted_while_shutdown_runs_is_handled_or_counted(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """8 threads emit through a shutdown: each accepted emit is handled, or counted in its WARNING."""
+    import re
+
+    runtime = Rocketman()
+    runtime.configure(storage="memory", worker_count=2, latency=0.2, shutdown_timeout=0.2)
+    handled: list[int] = []
+    lock = threading.Lock()
+
+    @runtime.on_event("load", name="slow")
+    def slow(payload: int) -> None:
+        with lock:
+            handled.append(payload)
+        threading.Event().wait(0.0005)  # slower than 8 producers: a backlog builds
+
+    runtime.emit("load", -1)
+    accepted: list[int] = []
+    refused: list[BaseException] = []
+    stop = threading.Event()
+
+    def produce(offset: int) -> None:
+        number = offset
+        while not stop.is_set():
+            try:
+                runtime.emit("load", number)
+            except Exception as error:
+                refused.append(error)
+                return
+            with lock:
+                accepted.append(number)
+            number += 8
+
+    producers = [threading.Thread(target=produce, args=(n,), daemon=True) for n in range(8)]
+    for thread in producers:
+        thread.start()
+    wait = threading.Event()
+    wait.wait(0.2)  # let a backlog build while they emit
+    with caplog.at_level(logging.WARNING, logger="rocketman"):
+        runtime.shutdown()
+        stop.set()
+        for thread in producers:
+            thread.join(5)
+        runtime.shutdown()  # an emit after shutdown starts a fresh runtime: count what it left too
+    lost = 0
+    for record in caplog.records:
+        found = re.search(r"stopped with (\d+) events not handled", record.getMessage())
+        if found:
+            lost += int(found.group(1))
+    with lock:
+        unhandled = len(set(accepted) - set(handled))
+    assert unhandled == lost, (
+        f"{unhandled} accepted events were not handled, and the WARNING counts {lost}: "
+        f"{unhandled - lost} vanished")
+    assert all("closed" in str(error) for error in refused), refused[:1]

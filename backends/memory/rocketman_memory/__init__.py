@@ -11,9 +11,9 @@ from typing import TYPE_CHECKING, Any
 import pluggy
 
 if TYPE_CHECKING:
-    from ._storage import MemoryStorage, QueueFull
+    from ._storage import MemoryStorage, QueueFull, StorageClosed
 
-__all__ = ["MemoryStorage", "QueueFull", "register_storages"]
+__all__ = ["MemoryStorage", "QueueFull", "StorageClosed", "register_storages"]
 
 hookimpl = pluggy.HookimplMarker("rocketman")
 
@@ -33,7 +33,7 @@ def _build(**options: Any) -> MemoryStorage:
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("MemoryStorage", "QueueFull"):
+    if name in ("MemoryStorage", "QueueFull", "StorageClosed"):
         from . import _storage
 
         return getattr(_storage, name)

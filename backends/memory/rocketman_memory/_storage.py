@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Mapping, Sequence
 from typing import Any, NamedTuple
 
-__all__ = ["MemoryStorage", "QueueFull"]
+__all__ = ["MemoryStorage", "QueueFull", "StorageClosed"]
 
 logger = logging.getLogger("rocketman.memory")
 
@@ -21,6 +21,10 @@ _ROUTE_CACHE_LIMIT = 10_000
 
 class QueueFull(RuntimeError):
     """A bounded memory storage stayed full for longer than ``full_timeout``."""
+
+
+class StorageClosed(RuntimeError):
+    """An event pushed into a memory storage after ``close()``: it was not stored."""
 
 
 class _DeadLetter(NamedTuple):
@@ -152,6 +156,7 @@ class MemoryStorage:
         self._dropped = 0
         self._dead: dict[str, _DeadLetter] = {}
         self._dead_ids = itertools.count(1)
+        self._closed: dict[str, int] | None = None  # after close(): what it held then
 
     # -- subscriptions -----------------------------------------------------
 
@@ -244,9 +249,20 @@ class MemoryStorage:
 
     # -- pushing -----------------------------------------------------------
 
+    def _refuse_if_closed(self) -> None:
+        if self._closed is not None:
+            raise StorageClosed(
+                "the memory storage is closed (its runtime shut down): this event was not stored")
+
     def push(self, name: str, message: bytes) -> None:
-        """Queue ``message`` for every subscription matching ``name``; with ``maxsize``, wait for room."""
+        """Queue ``message`` for every subscription matching ``name``; with ``maxsize``, wait for room.
+
+        Raises :class:`StorageClosed` after :meth:`close`: an event emitted
+        while its runtime shuts down is refused, never silently lost.
+        """
         with self._lock:
+            if self._closed is not None:
+                self._refuse_if_closed()
             targets = self._routes.get(name)
             if targets is None:
                 targets = self._route(name)
@@ -265,6 +281,7 @@ class MemoryStorage:
     def push_many(self, events: Sequence[tuple[str, bytes]]) -> None:
         """Queue several events in order, under one lock when there is room."""
         with self._lock:
+            self._refuse_if_closed()
             routes = self._routes
             woken: set[_Subscription] = set()
             for name, message in events:
@@ -473,27 +490,40 @@ class MemoryStorage:
     # -- stats and lifecycle -----------------------------------------------
 
     def stats(self) -> dict[str, int]:
-        """A consistent snapshot of the totals."""
+        """A consistent snapshot of the totals; after :meth:`close`, what it held when it closed."""
         with self._lock:
-            now = time.monotonic()
-            reserved = delayed = 0
-            for subscription in self._subscriptions.values():
-                if subscription.delayed:
-                    self._promote(subscription, now)
-                    delayed += len(subscription.delayed)
-                reserved += subscription.reserved
-            return {
-                "queued": self._queued,
-                "reserved": reserved,
-                "delayed": delayed,
-                "dead": len(self._dead),
-                "parked": 0,
-                "dropped": self._dropped,
-            }
+            if self._closed is not None:
+                return dict(self._closed)
+            return self._counts()
+
+    def _counts(self) -> dict[str, int]:
+        now = time.monotonic()
+        reserved = delayed = 0
+        for subscription in self._subscriptions.values():
+            if subscription.delayed:
+                self._promote(subscription, now)
+                delayed += len(subscription.delayed)
+            reserved += subscription.reserved
+        return {
+            "queued": self._queued,
+            "reserved": reserved,
+            "delayed": delayed,
+            "dead": len(self._dead),
+            "parked": 0,
+            "dropped": self._dropped,
+        }
 
     def close(self) -> None:
-        """Drop everything held (the core counts it in a warning first)."""
+        """Drop everything held, and refuse pushes from now on. Idempotent.
+
+        In the same step it keeps the counts of what it dropped, which
+        :meth:`stats` returns from then on: the core's WARNING counts exactly
+        what was lost, an event pushed a moment later is refused.
+        """
         with self._lock:
+            if self._closed is not None:
+                return
+            self._closed = self._counts()
             for subscription in self._subscriptions.values():
                 subscription.queue.clear()
                 subscription.delayed.clear()

@@ -159,3 +159,22 @@ def test_push_many_beyond_maxsize_feeds_a_waiting_worker_while_it_waits_for_room
         thread.join(5)
     assert took < 1.0, f"push_many waited {took:.2f}s for room a blocked worker could have made"
     assert received == [b"1", b"2", b"3", b"4", b"5"]
+
+
+def test_a_push_after_close_is_refused_and_stats_keep_what_close_dropped() -> None:
+    """close() drops what is held and counts it in one step; a later push raises, never vanishes."""
+    from rocketman_memory import StorageClosed
+
+    storage = _subscribed()
+    storage.push_many([("e", b"one"), ("e", b"two"), ("e", b"three")])
+    held = storage.reserve(("s",), 1.0, 1)
+    storage.close()
+    assert storage.stats() == {"queued": 2, "reserved": 1, "delayed": 0, "dead": 0, "parked": 0,
+                               "dropped": 0}
+    with pytest.raises(StorageClosed, match="was not stored"):
+        storage.push("e", b"late")
+    with pytest.raises(StorageClosed):
+        storage.push_many([("e", b"later")])
+    storage.ack(held)  # a worker finishing after close changes nothing counted
+    assert storage.stats()["reserved"] == 1
+    storage.close()  # idempotent
