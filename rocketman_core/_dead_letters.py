@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterable
 from typing import Any, NamedTuple
 
@@ -9,6 +10,8 @@ from ._contracts import Storage
 from ._envelope import Event, MalformedMessage, decode, encode_event
 
 __all__ = ["DeadLetterRecord", "DeadLetters", "matches", "to_record"]
+
+logger = logging.getLogger("rocketman")
 
 
 class DeadLetterRecord(NamedTuple):
@@ -87,6 +90,9 @@ class DeadLetters:
         """
         storage = self._storage or self._prepare()
         exact = consumer if consumer is not None and "*" not in consumer else None
+        if event is None and (consumer is None or exact is not None):
+            # Nothing to filter here: the storage applies the limit itself.
+            return [to_record(letter) for letter in storage.dead_letters(limit, subscription=exact)]
         records = [to_record(letter) for letter in storage.dead_letters(subscription=exact)]
         records = [r for r in records if matches(r, event, consumer)]
         return records[:limit] if limit is not None else records
@@ -102,7 +108,10 @@ class DeadLetters:
 
         Without arguments, replays all of them. Each goes back to the
         subscription it was for, and only to it. Malformed messages are not
-        replayed (they would fail again); purge them. Returns how many were.
+        replayed (they would fail again); purge them. A letter that cannot be
+        replayed (its payload cannot be written back as JSON, its
+        subscription no longer exists) stays, and is reported in a WARNING;
+        the others are replayed. Returns how many were.
         """
         storage = self._storage or self._prepare()
         wanted = set(ids) if ids is not None else None
@@ -112,9 +121,19 @@ class DeadLetters:
                 continue
             if wanted is not None and record.id not in wanted:
                 continue
-            replacements[record.id] = (
-                record.consumer, encode_event(record.event, attempt=0, consumer=None))
-        return storage.replay_dead_letters(replacements) if replacements else 0
+            try:
+                message = encode_event(record.event, attempt=0, consumer=None)
+            except (TypeError, ValueError) as error:
+                logger.warning("dead letter %s cannot be replayed, and stays: %s", record.id, error)
+                continue
+            replacements[record.id] = (record.consumer, message)
+        replayed = storage.replay_dead_letters(replacements) if replacements else 0
+        if replayed < len(replacements):
+            logger.warning(
+                "%d of %d dead letters were not replayed: their subscription no longer exists, or "
+                "another process replayed or purged them meanwhile",
+                len(replacements) - replayed, len(replacements))
+        return replayed
 
     def purge_dead_letters(
         self,

@@ -290,11 +290,13 @@ class Dispatch:
             self._call_hook("rocketman_event_dead_lettered", event=event, consumer=spec.name,
                             reason=str(error))
 
-    def _dispatch_inline(self, event_id: str, name: str, payload: Any) -> None:
+    def _dispatch_inline(self, event_id: str, name: str, payload: Any, text: str | None = None) -> None:
+        """Run every consumer of the event now; ``text``: its payload already encoded."""
         try:
             # Round-trip through JSON as a storage would: a consumer sees the
             # same payload inline as it will with memory or Redis.
-            text = _encode_json(payload)
+            if text is None:
+                text = _encode_json(payload)
             payload = _decode_json(text)
         except (TypeError, ValueError) as error:
             raise payload_error(name, error) from None

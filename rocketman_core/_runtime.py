@@ -252,8 +252,16 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
         pairs = [(validate_name(name), payload) for name, payload in events]
         ids = [new_id() for _ in pairs]
         if self._synchronous:
-            for event_id, (name, payload) in zip(ids, pairs, strict=True):
-                self._dispatch_inline(event_id, name, payload)
+            # Every payload encoded before any consumer runs: one bad payload
+            # emits none, inline as with a storage.
+            texts = []
+            for name, payload in pairs:
+                try:
+                    texts.append(_encode_json(payload))
+                except (TypeError, ValueError, RecursionError) as error:
+                    raise payload_error(name, error) from None
+            for event_id, (name, payload), text in zip(ids, pairs, texts, strict=True):
+                self._dispatch_inline(event_id, name, payload, text)
         else:
             # encode(), written out as in emit(): one clock reading for the batch.
             emitted_at = f"{time.time():.3f}"

@@ -187,3 +187,16 @@ def test_every_event_emitted_while_shutdown_runs_is_handled_or_counted(
         f"{unhandled} accepted events were not handled, and the WARNING counts {lost}: "
         f"{unhandled - lost} vanished")
     assert all("closed" in str(error) for error in refused), refused[:1]
+
+
+def test_inline_emit_many_runs_no_consumer_when_a_later_payload_is_bad() -> None:
+    """emit_many promises none is emitted when one payload is bad: inline too."""
+    runtime = Rocketman()
+    runtime.configure(executor="inline")
+    ran: list[Any] = []
+    runtime.on_event("job")(ran.append)
+    with pytest.raises(TypeError, match="cannot be carried as JSON"):
+        runtime.emit_many([("job", 1), ("job", 2), ("job", {1, 2})])
+    assert ran == [], "consumers ran for events emit_many then refused"
+    runtime.emit_many([("job", 3), ("job", 4)])
+    assert ran == [3, 4]
