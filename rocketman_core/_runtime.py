@@ -66,6 +66,7 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
         self.consumers.listen(self._consumers_changed)
         self._settings: Settings | None = None
         self._debug = False
+        self._inherited_storage = False  # forked from a process that passed a memory storage object
         self._new_locks()
         self._reset_state()
         self._atexit_registered = False
@@ -150,6 +151,7 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
                 logger.info("rocketman reconfigured: shutting down the running runtime first")
                 self.shutdown()
             self._settings = settings
+            self._inherited_storage = False
             self._debug = settings.debug
         _apply_debug(settings.debug)
         return settings
@@ -289,6 +291,13 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
             if self._storage is not None:
                 return self._storage
             settings = self.settings
+            if self._inherited_storage:
+                raise ConfigurationError(
+                    f"this process was forked from one configured with the storage object "
+                    f"{settings.storage!r}, which holds the parent's events: the child would "
+                    "handle them a second time. Configure a storage by name or URL (each process "
+                    "then builds its own), or call rocketman.configure() again in the child"
+                )
             self.plugins.load()
             storage: Storage = self._build("storage", settings.storage, settings.storage_options)
             if isinstance(settings.storage, str):
@@ -480,10 +489,17 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
     def _after_fork_in_child(self) -> None:
         # Threads do not survive fork: forget the parent's workers and locks;
         # the child's first emit starts fresh ones. A storage built from a
-        # name is rebuilt (a memory queue is the parent's to handle).
-        # A storage object the user passed is reused: it is the setting.
+        # name is rebuilt (a memory queue is the parent's to handle). A
+        # storage object the user passed is reused when it is durable (shared
+        # by design, and safe across a fork); a memory one holds the parent's
+        # events, so the child refuses it until configure() is called again.
         self._new_locks()
         self._reset_state()
+        settings = self._settings
+        self._inherited_storage = (
+            settings is not None and not isinstance(settings.storage, str)
+            and not getattr(settings.storage, "durable", False)
+        )
 
 
 def check_storage(storage: Any, where: str | None = None, origin: str | None = None) -> None:

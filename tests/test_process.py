@@ -110,3 +110,47 @@ def test_drain_returns_false_when_time_runs_out() -> None:
     release.set()
     assert runtime.drain(timeout=5) is True
     runtime.shutdown(timeout=5)
+
+
+def test_a_forked_child_refuses_a_memory_storage_object_of_its_parent() -> None:
+    """The parent's queue (and maybe a lock held at fork) is not the child's: a clear error, no duplicates."""
+    result = run_python(
+        """
+        import os, threading
+        import rocketman_core as rocketman
+        from rocketman_memory import MemoryStorage
+        release = threading.Event()
+        handled = []
+        rocketman.configure(storage=MemoryStorage(), worker_count=1, latency=0.2)
+
+        @rocketman.on_event("job", name="slow")
+        def slow(payload):
+            handled.append((os.getpid(), payload))
+            release.wait(10)
+
+        for n in range(50):
+            rocketman.emit("job", n)             # pending in the parent
+        pid = os.fork()
+        if pid == 0:
+            try:
+                rocketman.emit("job", "child")
+            except rocketman.ConfigurationError as error:
+                ok = "forked" in str(error) and "configure()" in str(error)
+                # configure() again in the child: a storage of its own
+                rocketman.configure(storage=MemoryStorage(), worker_count=1, latency=0.2)
+                done = threading.Event()
+                rocketman.on_event("child.job", name="child")(lambda payload: done.set())
+                rocketman.emit("child.job")
+                ok = ok and done.wait(10) and rocketman.drain(timeout=5)
+                mine = [p for pid, p in handled if pid == os.getpid()]
+                os._exit(0 if ok and mine == [] else 3)
+            os._exit(4)
+        _, status = os.waitpid(pid, 0)
+        release.set()
+        assert rocketman.drain(timeout=20)
+        print("child exit", os.waitstatus_to_exitcode(status), "parent handled", len(handled))
+        """
+    )
+    assert result.returncode == 0, result.stderr
+    assert "child exit 0" in result.stdout, result.stdout + result.stderr
+    assert "parent handled 50" in result.stdout

@@ -28,6 +28,7 @@ import logging
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -103,6 +104,18 @@ def _grouped(deliveries: Sequence[Any]) -> dict[str, list[Any]]:
     for delivery in deliveries:
         groups.setdefault(delivery.subscription, []).append(delivery)
     return groups
+
+
+_instances: weakref.WeakSet[RedisStorage] = weakref.WeakSet()
+
+
+def _after_fork() -> None:
+    for storage in list(_instances):
+        storage._forget_threads()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork)
 
 
 class RedisStorage(Subscriptions, DeadLetters):
@@ -200,6 +213,21 @@ class RedisStorage(Subscriptions, DeadLetters):
         self._router: threading.Thread | None = None
         self._router_client: int | None = None
         self._closed = False
+        _instances.add(self)
+
+    def _forget_threads(self) -> None:
+        """In a forked child: the parent's threads are gone, and a lock one held stays held.
+
+        That goes for the client's connection pool too: the wire makes a pool
+        of its own at its first use in the child (see :class:`Wire`).
+        """
+        self._lock = threading.Lock()
+        self._interrupted = threading.Condition(self._lock)
+        self._reserving = 0
+        self._blocked = {}
+        self._router = None
+        self._router_client = None
+        self._local = _ReserveHint()
 
     # -- the table of subscriptions --------------------------------------
 
@@ -404,7 +432,7 @@ class RedisStorage(Subscriptions, DeadLetters):
         for client_id in client_ids:
             try:
                 # TIMEOUT mode: the BLPOP returns nil, nothing popped.
-                self._client.client_unblock(client_id)
+                self._wire.call("CLIENT", "UNBLOCK", client_id)
             except RedisError as error:  # CLIENT UNBLOCK is an admin command some ACLs forbid
                 logger.debug("could not interrupt a blocked reserve: %s", mask_url(str(error)))
                 return
@@ -543,7 +571,7 @@ class RedisStorage(Subscriptions, DeadLetters):
         self._closed = True
         self.interrupt()
         self._stop_router()
-        if self._owns_client:
+        if not self._wire.close() and self._owns_client:
             self._client.close()
 
     def _error(self, doing: str, error: RedisError) -> StorageError:

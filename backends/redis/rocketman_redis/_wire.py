@@ -38,11 +38,13 @@ MAX_BATCH = 1000
 # Bumped in a forked child: a connection the parent opened must not be used
 # (the two processes would share its socket).
 _forks = 0
+_pool_lock = threading.Lock()
 
 
 def _forked() -> None:
-    global _forks
+    global _forks, _pool_lock
     _forks += 1
+    _pool_lock = threading.Lock()  # a parent thread may have held it at the fork
 
 
 if hasattr(os, "register_at_fork"):
@@ -103,6 +105,8 @@ class Wire:
 
     def __init__(self, client: redis.Redis) -> None:
         self.pool: ConnectionPool = client.connection_pool
+        self._pool_forks = _forks
+        self._own_pool = False
         self._local = threading.local()
         self._sources: dict[str, str] = {}  # sha -> source of the scripts run so far
 
@@ -110,8 +114,30 @@ class Wire:
         """This thread's connection (taken from the pool at its first use)."""
         held: _Held | None = getattr(self._local, "held", None)
         if held is None or held.forks != _forks:
-            held = self._local.held = _Held(self.pool)
+            held = self._local.held = _Held(self._pool())
         return held.connection
+
+    def _pool(self) -> ConnectionPool:
+        """The pool of this process: in a forked child, one of its own, with the same settings.
+
+        redis-py resets a pool in a child under the pool's lock, which a
+        parent thread may have held at the fork: the child would hang there.
+        """
+        if self._pool_forks != _forks:
+            with _pool_lock:
+                if self._pool_forks != _forks:
+                    old = self.pool
+                    self.pool = ConnectionPool(connection_class=old.connection_class,
+                                               max_connections=old.max_connections,
+                                               **old.connection_kwargs)
+                    self._pool_forks, self._own_pool = _forks, True
+        return self.pool
+
+    def close(self) -> bool:
+        """Close the pool this wire made (in a forked child); return whether it made one."""
+        if self._own_pool:
+            self.pool.disconnect()
+        return self._own_pool
 
     def call(self, *args: Any) -> Any:
         """Send one command and return its parsed reply; Redis errors raise ResponseError."""
