@@ -41,7 +41,7 @@ from ._envelope import Event, MalformedMessage
 from ._errors import ConfigurationError, PluginError, RocketmanError, UnknownBackendError
 from ._hookspecs import hookimpl, hookspec
 from ._runtime import DeadLetterRecord, Rocketman
-from ._urls import mask_url
+from ._urls import mask_url, url_query
 
 __all__ = [
     "STATS_KEYS",
@@ -84,6 +84,7 @@ __all__ = [
     "replay_dead_letters",
     "shutdown",
     "start",
+    "url_query",
     "stats",
     "subscriptions",
     "using",

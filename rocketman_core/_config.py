@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any, NamedTuple
@@ -20,7 +21,8 @@ class Settings(NamedTuple):
     :param storage: a storage name (``"memory"``), a URL whose scheme names it
         (``"redis://localhost:6379/0?namespace=app"``), or a storage object.
     :param executor: an executor name (``"threads"``, ``"inline"``) or object.
-    :param relays: relay names, URLs or objects, started by ``start()``.
+    :param relays: relays started by ``start()``: names, URLs, objects, or
+        ``(name or URL, {options})`` pairs (options beside a URL's own).
     :param worker_count: workers per process; 0 makes a producer-only process.
     :param latency: the longest a worker blocks on the storage before it
         checks whether it should stop, in seconds. Not a delay: a worker takes
@@ -65,6 +67,7 @@ class Settings(NamedTuple):
         """Settings from ``overrides`` (explicit arguments), else the environment, else defaults."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}
+        from_env: dict[str, str] = {}
         for name in cls._fields:
             parse = _PARSERS.get(name)
             key = ENV_PREFIX + name.upper()
@@ -75,8 +78,16 @@ class Settings(NamedTuple):
                     values[name] = parse(environ[key].strip())
                 except ValueError as error:
                     raise ConfigurationError(f"{key}={environ[key]!r}: {error}") from None
+                from_env[name] = key
         settings = cls()._replace(**values)
-        settings.validate()
+        try:
+            settings.validate()
+        except _BadSetting as error:
+            variable = from_env.get(error.setting)
+            if variable is None:
+                raise
+            # The value came from the environment: say which variable.
+            raise ConfigurationError(f"{variable}={environ[variable]!r}: {error}") from None
         return settings
 
     def validate(self) -> None:
@@ -91,30 +102,52 @@ class Settings(NamedTuple):
         _check_number("subscription_stale_after", self.subscription_stale_after, positive=True)
         _check_number("subscription_expire_after", self.subscription_expire_after, positive=False)
         if not isinstance(self.debug, bool):
-            raise ConfigurationError(f"debug must be True or False, not {self.debug!r}")
+            raise _BadSetting("debug", f"debug must be True or False, not {self.debug!r}")
         for name in ("storage", "executor"):
             value = getattr(self, name)
-            if isinstance(value, str) and not value.strip():
-                raise ConfigurationError(f"{name} must name a backend, not an empty string")
+            if value is None or (isinstance(value, str) and not value.strip()):
+                raise _BadSetting(name, f"{name} must name a backend, not {value!r}")
         if isinstance(self.relays, (str, bytes)) or not isinstance(self.relays, Sequence):
-            raise ConfigurationError(
-                f"relays must be a list of relay names, URLs or objects, not {self.relays!r}"
-            )
+            raise _BadSetting("relays", (
+                f"relays must be a list of relay names, URLs, objects or (name, options) pairs, "
+                f"not {self.relays!r}"))
+        for relay in self.relays:
+            if isinstance(relay, tuple) and len(relay) == 2 and not isinstance(relay[1], Mapping):
+                raise _BadSetting("relays", (
+                    f"a relay given as a pair is (name or URL, {{options}}), not {relay!r}"))
+            if (isinstance(relay, str) and not relay.strip()) or relay is None:
+                raise _BadSetting("relays", f"a relay must be a name, a URL or an object, not {relay!r}")
+        for name in ("storage_options", "executor_options"):
+            value = getattr(self, name)
+            if not isinstance(value, Mapping):
+                raise _BadSetting(name, f"{name} must be a dict of options, not {value!r}")
+
+
+class _BadSetting(ConfigurationError):
+    """A bad value, and the setting it is for (to name its ROCKETMAN_* variable)."""
+
+    def __init__(self, setting: str, message: str) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 def _check_int(name: str, value: Any, *, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise ConfigurationError(f"{name} must be an integer, not {value!r}")
+        raise _BadSetting(name, f"{name} must be an integer, not {value!r}")
     if value < minimum:
-        raise ConfigurationError(f"{name} must be at least {minimum}, not {value}")
+        raise _BadSetting(name, f"{name} must be at least {minimum}, not {value}")
 
 
 def _check_number(name: str, value: Any, *, positive: bool) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigurationError(f"{name} must be a number of seconds, not {value!r}")
+        raise _BadSetting(name, f"{name} must be a number of seconds, not {value!r}")
     if value < 0 or (positive and value == 0) or value != value:
         qualifier = "greater than 0" if positive else "0 or more"
-        raise ConfigurationError(f"{name} must be {qualifier}, not {value}")
+        raise _BadSetting(name, f"{name} must be {qualifier}, not {value}")
+    if value > threading.TIMEOUT_MAX:  # inf too: the waits that use it would overflow
+        raise _BadSetting(name, (
+            f"{name} must be a finite number of seconds, at most {threading.TIMEOUT_MAX:g}, "
+            f"not {value}"))
 
 
 def _parse_bool(text: str) -> bool:
@@ -140,14 +173,28 @@ def _parse_float(text: str) -> float:
         raise ValueError("expected a number") from None
 
 
-def _parse_list(text: str) -> tuple[str, ...]:
+def _parse_relays(text: str) -> tuple[Any, ...]:
+    """Comma-separated names or URLs; or a JSON list, for URLs that hold commas.
+
+    ``ROCKETMAN_RELAYS='["redis://h/0?pattern=a.*,b.*", ["mqtt", {"topics": "a/#"}]]'``
+    """
+    if text.startswith("["):
+        import json
+
+        try:
+            items = json.loads(text)
+        except ValueError as error:
+            raise ValueError(f"not a JSON list of relays ({error})") from None
+        if not isinstance(items, list):
+            raise ValueError("expected a JSON list of relays")
+        return tuple(tuple(item) if isinstance(item, list) else item for item in items)
     return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "storage": str,
     "executor": str,
-    "relays": _parse_list,
+    "relays": _parse_relays,
     "worker_count": _parse_int,
     "latency": _parse_float,
     "debug": _parse_bool,

@@ -29,7 +29,7 @@ class Register(Protocol):
     """The callback a registration hook receives."""
 
     def __call__(
-        self, name: str, factory: Any, *, schemes: tuple[str, ...] = ()
+        self, name: str, factory: Any, *, schemes: tuple[str, ...] = (), raw_url: bool = False
     ) -> None:
         """Register ``factory`` under ``name``.
 
@@ -37,11 +37,19 @@ class Register(Protocol):
             (``storage="name"``); lowercase letters, digits, ``-`` and ``_``.
         :param factory: a callable; ``factory(**options)`` builds the backend.
             Options come from configuration and from a URL's query string
-            (as strings); a URL selection also passes ``url=``. A factory
-            rejects an option it does not know with a ``TypeError`` or
-            ``ValueError`` that names it.
+            (as strings, percent-decoded, ``+`` and ``#`` kept as written);
+            a URL selection also passes ``url=``, the URL before its ``?``. A
+            factory rejects an option it does not know with a ``TypeError`` or
+            ``ValueError`` that names it. ``configure()`` calls it once to
+            check the options, and closes what it built: a factory must not
+            connect or start anything (connect on first use).
         :param schemes: more URL schemes that select this backend
             (``rediss`` and ``unix`` besides ``redis``).
+        :param raw_url: pass ``url=`` as written, query and all, and no
+            options from it: for a backend whose driver takes parameters of
+            its own in the URL (redis-py's ``?ssl_cert_reqs=none``), which it
+            passes through while it still catches a misspelt option of its own
+            (:func:`rocketman_core.url_query` splits a query as written).
         """
 
 

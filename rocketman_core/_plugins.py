@@ -23,7 +23,7 @@ import pluggy
 
 from . import _entry_points, _hookspecs
 from ._errors import ConfigurationError, PluginError, UnknownBackendError
-from ._urls import mask_url
+from ._urls import mask_url, url_query
 
 __all__ = ["Backend", "PluginInfo", "Plugins", "KINDS"]
 
@@ -85,6 +85,7 @@ class Backend(NamedTuple):
     factory: Callable[..., Any]
     plugin: PluginInfo
     schemes: tuple[str, ...] = ()
+    raw_url: bool = False
 
 
 class Plugins:
@@ -196,8 +197,8 @@ class Plugins:
 
     def _registrar(self, kind: str, info: PluginInfo) -> Callable[..., None]:
         def register(name: str, factory: Callable[..., Any], *,
-                     schemes: Iterable[str] = ()) -> None:
-            backend = Backend(kind, name, factory, info, tuple(schemes))
+                     schemes: Iterable[str] = (), raw_url: bool = False) -> None:
+            backend = Backend(kind, name, factory, info, tuple(schemes), bool(raw_url))
             info.provides.setdefault(kind, []).append(name)
             for key in (name, *backend.schemes):
                 existing = self.backends[kind].get(key)
@@ -261,22 +262,21 @@ class Plugins:
         return message
 
     def build(self, kind: str, spec: str, options: dict[str, Any] | None = None) -> Any:
-        """Build the backend ``spec`` selects: a name, or a URL whose scheme is the name."""
-        options = dict(options or {})
-        name = spec
-        if "://" in spec:
-            from urllib.parse import parse_qsl, urlsplit
+        """Build the backend ``spec`` selects: a name, or a URL whose scheme is the name.
 
-            parts = urlsplit(spec)
-            name = parts.scheme
-            options = {**dict(parse_qsl(parts.query, keep_blank_values=True)), **options}
-            # The URL as written, less its query. Not urlunsplit: for a scheme
-            # it does not know it drops an empty host's "//" (x:///path -> x:/path).
-            url = spec.split("?", 1)[0]
-            if parts.fragment and "#" not in url:
-                url += "#" + parts.fragment
-            options["url"] = url
+        A URL's query becomes options (values as written, strings), the rest
+        of it ``url=``; a backend registered with ``raw_url=True`` gets the
+        URL as written instead, query and all, and decides.
+        """
+        options = dict(options or {})
+        name = spec.split("://", 1)[0] if "://" in spec else spec
         backend = self.backend(kind, name.lower())
+        if "://" in spec:
+            if backend.raw_url:
+                options["url"] = spec
+            else:
+                url, query = url_query(spec)
+                options = {**query, **options, "url": url}
         try:
             return backend.factory(**options)
         except (TypeError, ValueError) as error:

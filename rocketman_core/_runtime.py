@@ -5,10 +5,11 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ._config import Settings
@@ -66,6 +67,7 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
         self.consumers.listen(self._consumers_changed)
         self._settings: Settings | None = None
         self._debug = False
+        self._interrupted = False  # Ctrl-C in drain(): the exit stops at once
         self._inherited_storage = False  # forked from a process that passed a memory storage object
         self._new_locks()
         self._reset_state()
@@ -127,25 +129,20 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
             if key != "self" and value is not _UNSET
         }
         if "relays" in given:
-            if isinstance(given["relays"], (str, bytes)):
-                given["relays"] = [given["relays"]]
-            given["relays"] = tuple(given["relays"])
+            relays = given["relays"]
+            if isinstance(relays, (str, bytes)) or _is_relay_pair(relays):
+                relays = [relays]
+            try:
+                given["relays"] = tuple(relays)
+            except TypeError:
+                raise ConfigurationError(
+                    f"relays must be a list of relay names, URLs, objects or (name, options) "
+                    f"pairs, not {relays!r}") from None
         settings = Settings.resolve(given)
         self.plugins.load()
-        # An unknown name, or an object that is not a backend, fails here, not
-        # at the first emit.
-        for kind, contract, specs in (
-            ("storage", Storage, (settings.storage,)),
-            ("executor", Executor, (settings.executor,)),
-            ("relay", Relay, settings.relays),
-        ):
-            for spec in specs:
-                if isinstance(spec, str):
-                    self.plugins.backend(kind, spec.split("://", 1)[0].lower())
-                elif kind == "storage":
-                    check_storage(spec)
-                else:
-                    _check_contract(kind, spec, contract)
+        # An unknown name, a bad option, or an object that is not a backend,
+        # fails here, not at the first emit.
+        self._check_backends(settings)
         with self._lock:
             if self._storage is not None:
                 logger.info("rocketman reconfigured: shutting down the running runtime first")
@@ -155,6 +152,43 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
             self._debug = settings.debug
         _apply_debug(settings.debug)
         return settings
+
+    def _check_backends(self, settings: Settings | None = None) -> None:
+        """Check every backend the settings select; raise :class:`ConfigurationError` naming a bad one.
+
+        A backend selected by name or URL is built once and closed: only its
+        factory knows its options (the factories connect to nothing, see
+        ``Register``). That also imports the backends' own dependencies.
+        """
+        settings = settings or self.settings
+        for kind, contract, specs in (
+            ("storage", Storage, ((settings.storage, settings.storage_options),)),
+            ("executor", Executor, ((settings.executor, settings.executor_options),)),
+            ("relay", Relay, tuple(_relay_and_options(r) for r in settings.relays)),
+        ):
+            for spec, options in specs:
+                if not isinstance(spec, str):
+                    if kind == "storage":
+                        check_storage(spec)
+                    else:
+                        _check_contract(kind, spec, contract)
+                    continue
+                if kind == "relay":
+                    spec = self._relay_spec(spec, settings)
+                built = self._build(kind, spec, options)
+                if kind == "storage":
+                    name = spec.split("://", 1)[0].lower()
+                    try:
+                        check_storage(built, spec, self.plugins.backend("storage", name).plugin.origin)
+                    except ConfigurationError:
+                        _close_quietly(built)
+                        raise
+                closing = getattr(built, "close", None) if kind == "storage" else None
+                if closing is not None:
+                    try:
+                        closing()
+                    except Exception:
+                        logger.debug("closing a storage built to check it failed", exc_info=True)
 
     @property
     def settings(self) -> Settings:
@@ -315,6 +349,7 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
             if not self._atexit_registered:
                 atexit.register(_shutdown_at_exit, weakref.ref(self))
                 self._atexit_registered = True
+                _watch_interrupts()
             if settings.worker_count > 0 and not self._synchronous:
                 # Register the subscriptions before the first emit returns,
                 # so that a monolith's own events reach its own consumers.
@@ -341,11 +376,43 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
         with self._lock:
             if self._relays or not self.settings.relays:
                 return
-            for spec in self.settings.relays:
-                relay = self._build("relay", spec, {})
+            for entry in self.settings.relays:
+                spec, options = _relay_and_options(entry)
+                relay = self._build("relay", self._relay_spec(spec), options)
                 relay.start(self.emit)
                 self._relays.append(relay)
                 logger.info("relay %s started", _describe(spec))
+
+    def _relay_spec(self, spec: Any, settings: Settings | None = None) -> Any:
+        """A relay named alone takes the storage's address when the storage is a URL of its scheme.
+
+        ``--storage redis://host:6380/0 --relay redis`` listens on that
+        server, not on the relay's default one: the same server, said once.
+        """
+        storage = (settings or self.settings).storage
+        if not isinstance(spec, str) or "://" in spec or not isinstance(storage, str):
+            return spec
+        if "://" not in storage:
+            return spec
+        scheme = storage.split("://", 1)[0].lower()
+        try:
+            same = self.plugins.backend("relay", spec.lower()) is self.plugins.backend("relay", scheme)
+        except Exception:  # the storage's scheme names no relay
+            return spec
+        return storage.split("?", 1)[0] if same else spec
+
+    def _give_back_held(self) -> int:
+        """Give back, now, every delivery the workers hold (a stop that cannot wait); return how many."""
+        storage = self._storage
+        held = [d for batch in list(self._held.values()) for d in batch]
+        release = getattr(storage, "release", None)
+        if release is not None and held:
+            try:
+                release(held)
+            except Exception as error:
+                logger.warning("could not give back %d events (their lease will): %s",
+                               len(held), mask_url(str(error)))
+        return len(held)
 
     def drain(self, timeout: float | None = None) -> bool:
         """Block until every event stored so far is handled by each of its consumers.
@@ -358,23 +425,29 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
         if storage is None or self._synchronous:
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
-        with self._idle:
-            self._drainers += 1
-            try:
-                while True:
-                    stats = storage.stats()
-                    if stats["queued"] + stats["reserved"] + stats["delayed"] == 0:
-                        return True
-                    wait = 0.05
-                    if deadline is not None:
-                        wait = min(wait, deadline - time.monotonic())
-                        if wait <= 0:
-                            return False
-                    # Woken by a worker after each batch; the bound covers
-                    # workers in other processes and retries falling due.
-                    self._idle.wait(wait)
-            finally:
-                self._drainers -= 1
+        try:
+            with self._idle:
+                self._drainers += 1
+                try:
+                    while True:
+                        stats = storage.stats()
+                        if stats["queued"] + stats["reserved"] + stats["delayed"] == 0:
+                            return True
+                        wait = 0.05
+                        if deadline is not None:
+                            wait = min(wait, deadline - time.monotonic())
+                            if wait <= 0:
+                                return False
+                        # Woken by a worker after each batch; the bound covers
+                        # workers in other processes and retries falling due.
+                        self._idle.wait(wait)
+                finally:
+                    self._drainers -= 1
+        except KeyboardInterrupt:
+            # Ctrl-C while waiting: the user wants out now, so the exit's
+            # shutdown does not drain again for shutdown_timeout.
+            self._interrupted = True
+            raise
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Stop the relays, drain the queue for up to ``timeout``, stop the workers.
@@ -551,21 +624,70 @@ def _describe(spec: Any) -> str:
     return type(spec).__name__
 
 
+def _is_relay_pair(value: Any) -> bool:
+    return (isinstance(value, tuple) and len(value) == 2 and isinstance(value[1], Mapping)
+            and not isinstance(value[0], Mapping))
+
+
+def _relay_and_options(entry: Any) -> tuple[Any, dict[str, Any]]:
+    """A relay setting as ``(name, URL or object; its options)``."""
+    if _is_relay_pair(entry):
+        return entry[0], dict(entry[1])
+    return entry, {}
+
+
+# What debug=True changed, so that debug=False can change it back.
+_debug_changes: dict[str, Any] = {}
+
+
 def _apply_debug(debug: bool) -> None:
     root = logging.getLogger("rocketman")
     if debug:
+        if not _debug_changes:
+            _debug_changes["level"] = root.level
         root.setLevel(logging.DEBUG)
         if not root.handlers and not logging.getLogger().handlers:
             handler = logging.StreamHandler()
             handler.setFormatter(logging.Formatter("%(asctime)s %(name)s %(levelname)s %(message)s"))
             root.addHandler(handler)
+            _debug_changes["handler"] = handler
+    elif _debug_changes:
+        root.setLevel(_debug_changes.pop("level", logging.NOTSET))
+        handler = _debug_changes.pop("handler", None)
+        if handler is not None:
+            root.removeHandler(handler)
+
+
+_exiting_on_interrupt = False
+_previous_excepthook: Any = None
+
+
+def _note_interrupt(kind: type[BaseException], value: BaseException, trace: Any) -> None:
+    global _exiting_on_interrupt
+    if issubclass(kind, KeyboardInterrupt):
+        _exiting_on_interrupt = True
+    _previous_excepthook(kind, value, trace)
+
+
+def _watch_interrupts() -> None:
+    """Learn whether the program ends on Ctrl-C: sys.excepthook runs before the atexit handlers.
+
+    The hook before it is called as ever; only the fact is noted.
+    """
+    global _previous_excepthook
+    if _previous_excepthook is None:
+        _previous_excepthook = sys.excepthook
+        sys.excepthook = _note_interrupt
 
 
 def _shutdown_at_exit(ref: weakref.ReferenceType[Rocketman]) -> None:
     app = ref()
     if app is not None:
         try:
-            app.shutdown()
+            # A program ending on Ctrl-C (in drain() or anywhere) wants out now:
+            # what is left is counted in the WARNING, not waited for again.
+            interrupted = app._interrupted or _exiting_on_interrupt
+            app.shutdown(timeout=0 if interrupted else None)
         except Exception:
             logger.exception("rocketman failed to shut down at exit")
 

@@ -168,8 +168,9 @@ def _app(args: argparse.Namespace, **settings: Any) -> Rocketman:
 
 
 def _shared_storage(app: Rocketman) -> None:
-    app.stats()  # builds the storage, and fails here if it is unreachable
-    storage = app._storage
+    # Builds the storage (connecting to nothing): a command then fails on
+    # what it does, not on a count it did not ask for.
+    storage = app._storage or app._prepare()
     if not getattr(storage, "durable", False):
         raise CommandError(
             f"the storage {mask_url(str(app.settings.storage))!r} lives inside one process, so "
@@ -183,53 +184,106 @@ def _shared_storage(app: Rocketman) -> None:
 
 
 def _worker(args: argparse.Namespace) -> int:
-    settings: dict[str, Any] = {}
+    flags: dict[str, Any] = {}
     for flag, key in (("workers", "worker_count"), ("latency", "latency"),
                       ("executor", "executor"), ("max_retries", "max_retries")):
         if getattr(args, flag) is not None:
-            settings[key] = getattr(args, flag)
+            flags[key] = getattr(args, flag)
+    if flags.get("worker_count") == 0:
+        raise CommandError("--workers 0 runs no consumer: give 1 or more (a process that only "
+                           "emits needs no worker command)", code=2)
     if args.relay:
-        settings["relays"] = args.relay
+        flags["relays"] = args.relay
     if args.debug:
-        settings["debug"] = True
+        flags["debug"] = True
+    if args.storage:
+        flags["storage"] = args.storage
     import rocketman_core
 
     app = rocketman_core.current()
-    if args.storage:
-        settings["storage"] = args.storage
-    app.configure(**settings)
+    configured = app.configure(**flags)
+    # The backends' own dependencies (redis-py...) are imported before the
+    # application's folder goes first on sys.path: a redis.py of the
+    # application's cannot take redis-py's place. Building them connects to
+    # nothing; it also checks their options now.
+    app._check_backends()
     sys.path.insert(0, os.getcwd())
     for module in args.modules:
         try:
             importlib.import_module(module)
         except Exception as error:
             raise CommandError(f"cannot import {module!r}: {type(error).__name__}: {error}", code=2) from error
+    if app.settings is not configured:
+        _keep_the_command_line(app, flags)
     consumers = app.consumers.all()
     if not consumers:
         logger.warning("no consumer registered by %s: this worker hosts no subscription and "
                        "takes nothing", ", ".join(args.modules))
 
-    stop = threading.Event()
+    # The handler only records the signal: no lock, no logging. A handler that
+    # set a threading.Event could re-enter the Event's lock, held by the very
+    # thread it interrupted, and hang the worker for ever (a burst of signals).
+    received: list[int] = []
 
     def request_stop(signum: int, frame: Any) -> None:
-        logger.info("received %s: stopping", signal.Signals(signum).name)
-        stop.set()
+        received.append(signum)
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
     app.start()
     current = app.settings
+    if not getattr(app._storage, "durable", False) and not current.relays:
+        logger.warning("the storage %s lives in this process: no other process can emit into "
+                       "it, so this worker only handles what its own modules emit. Use --storage "
+                       "redis://HOST:6379/0 (or ROCKETMAN_STORAGE), or --relay", _describe(current.storage))
     logger.info(
         "rocketman worker started (pid %d): storage %s, %d workers, relays %s, consumers: %s",
         os.getpid(), _describe(current.storage), current.worker_count,
         ", ".join(_describe(r) for r in current.relays) or "none",
         ", ".join(f"{c.name} on {' '.join(c.patterns)!r}" for c in consumers) or "none",
     )
-    while not stop.wait(1.0):
-        pass
-    clean = app.shutdown()
+    while not received:
+        time.sleep(0.1)  # a signal ends the sleep early
+    logger.info("received %s: stopping (again to stop at once)", signal.Signals(received[0]).name)
+    outcome: list[bool] = []
+    stopper = threading.Thread(target=lambda: outcome.append(app.shutdown()),
+                               name="rocketman-worker-stop", daemon=True)
+    stopper.start()
+    seen = len(received)
+    while stopper.is_alive():
+        stopper.join(0.1)
+        if len(received) > seen:
+            given = app._give_back_held()
+            logger.warning("received %s again: stopping now; %d events the workers held are "
+                           "given back, not finished", signal.Signals(received[-1]).name, given)
+            logging.shutdown()
+            os._exit(0)
+    clean = bool(outcome and outcome[0])
     logger.info("rocketman worker stopped%s", "" if clean else " (some events were left, see above)")
+    # Stopped as asked: signals still coming (a burst) must not kill the
+    # exit, which CPython does once it puts back their default action.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     return 0
+
+
+def _keep_the_command_line(app: Rocketman, flags: dict[str, Any]) -> None:
+    """A module called configure() at import (a web app's line): the command line wins over it."""
+    from ._config import Settings
+
+    theirs = app.settings
+    given = {name: getattr(theirs, name) for name in Settings._fields}
+    given.update(flags)
+    if given["worker_count"] == 0:
+        # "worker_count=0" is a producer's setting; this process is a worker.
+        given["worker_count"] = Settings.resolve({}).worker_count or Settings().worker_count
+    app.configure(**given)
+    kept = app.settings
+    logger.warning(
+        "a module imported by this worker called rocketman.configure() (storage %s, %d workers); "
+        "the worker's command line and ROCKETMAN_* win: storage %s, %d workers",
+        _describe(theirs.storage), theirs.worker_count, _describe(kept.storage), kept.worker_count,
+    )
 
 
 def _describe(spec: Any) -> str:

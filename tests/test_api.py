@@ -189,11 +189,53 @@ def test_storage_url_query_becomes_options() -> None:
     runtime.shutdown(timeout=5)
 
 
-def test_a_storage_rejecting_an_option_names_it() -> None:
+def test_a_storage_rejecting_an_option_names_it_at_configure() -> None:
+    """A bad option is an error at configure(), as the README says, not at the first emit."""
+    for storage, named in (("memory://?colour=blue", "colour"), ("memory://?maxsize=abc", "maxsize")):
+        with pytest.raises(ConfigurationError, match=named):
+            Rocketman().configure(storage=storage, worker_count=0)
+
+
+@pytest.mark.parametrize(("settings", "expected"), [
+    ({"storage_options": None}, "storage_options must be a dict of options, not None"),
+    ({"storage_options": "abc"}, "storage_options must be a dict"),
+    ({"executor_options": 5}, "executor_options must be a dict"),
+    ({"relays": None}, "relays must be a list"),
+    ({"relays": 5}, "relays must be a list"),
+    ({"relays": [("redis", "pattern=x")]}, "a relay given as a pair is"),
+    ({"latency": float("inf")}, "latency must be a finite number of seconds"),
+    ({"shutdown_timeout": 1e12}, "shutdown_timeout must be a finite number of seconds"),
+    ({"retry_backoff_max": float("inf")}, "retry_backoff_max must be a finite"),
+])
+def test_bad_settings_are_configuration_errors_that_name_them(
+    settings: dict[str, Any], expected: str,
+) -> None:
     runtime = Rocketman()
-    runtime.configure(storage="memory://?colour=blue", worker_count=0)
-    with pytest.raises(ConfigurationError, match="colour"):
-        runtime.emit("a")
+    with pytest.raises(ConfigurationError, match=expected.replace("(", r"\(")):
+        runtime.configure(**settings)
+    runtime.configure(shutdown_timeout=0.5)
+    assert runtime.shutdown() is True, "a refused configure left the runtime half set"
+
+
+def test_a_bad_value_from_the_environment_names_its_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROCKETMAN_WORKER_COUNT", "-3")
+    with pytest.raises(ConfigurationError,
+                       match=r"ROCKETMAN_WORKER_COUNT='-3': worker_count must be at least 0, not -3"):
+        Rocketman().configure()
+    monkeypatch.setenv("ROCKETMAN_WORKER_COUNT", "2")
+    monkeypatch.setenv("ROCKETMAN_LATENCY", "inf")
+    with pytest.raises(ConfigurationError, match=r"ROCKETMAN_LATENCY='inf': latency must be a finite"):
+        Rocketman().configure()
+
+
+def test_debug_false_undoes_debug_true() -> None:
+    root = logging.getLogger("rocketman")
+    before = (root.level, list(root.handlers))
+    runtime = Rocketman()
+    runtime.configure(debug=True)
+    assert root.level == logging.DEBUG
+    runtime.configure(debug=False)
+    assert (root.level, list(root.handlers)) == before, "debug=False left DEBUG logging on"
 
 
 def test_producer_only_process_emits_without_starting_workers() -> None:
@@ -322,7 +364,7 @@ class _StorageOfContract1:
 
 
 def test_a_storage_written_for_contract_1_is_refused_with_what_it_lacks() -> None:
-    """Passed as an object: refused at configure; by name: at the first emit, and closed."""
+    """Passed as an object or selected by name: refused at configure, and closed."""
     with pytest.raises(ConfigurationError) as raised:
         Rocketman().configure(storage=_StorageOfContract1())
     message = str(raised.value)
@@ -337,8 +379,38 @@ def test_a_storage_written_for_contract_1_is_refused_with_what_it_lacks() -> Non
 
     app = Rocketman()
     app.register_plugin(OldPlugin(), name="old-plugin")
-    app.configure(storage="old", worker_count=0)
     with pytest.raises(ConfigurationError,
                        match=r"storage 'old' \(from registered in code\) implements rocketman's storage contract 1"):
-        app.emit("never.stored")
+        app.configure(storage="old", worker_count=0)
     assert _StorageOfContract1.closed, "the refused storage was not closed"
+
+
+def test_a_urls_query_is_kept_as_written() -> None:
+    """+ stays a plus and # stays in the value (an MQTT filter), unlike parse_qsl."""
+    from rocketman_core import url_query
+
+    assert url_query("mqtt://h:1883?topics=a/%23,b/+/c&name=x+y&plain=1#frag") == (
+        "mqtt://h:1883", {"topics": "a/#,b/+/c", "name": "x+y", "plain": "1#frag"})
+    assert url_query("memory://") == ("memory://", {})
+
+
+def test_rocketman_relays_takes_a_json_list(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A JSON list in ROCKETMAN_RELAYS, for URLs with commas and (name, {options}) pairs."""
+    monkeypatch.setenv("ROCKETMAN_RELAYS", '["redis://h/0?pattern=a.*,b.*", ["redis", {"pattern": "c.*"}]]')
+    from rocketman_core import Settings
+
+    resolved = Settings.resolve({})
+    assert resolved.relays == ("redis://h/0?pattern=a.*,b.*", ("redis", {"pattern": "c.*"}))
+    monkeypatch.setenv("ROCKETMAN_RELAYS", "[not json")
+    with pytest.raises(ConfigurationError, match="ROCKETMAN_RELAYS"):
+        Settings.resolve({})
+
+
+def test_a_password_with_a_raw_at_sign_is_masked_whole() -> None:
+    from rocketman_core import mask_url
+
+    assert mask_url("redis://user:p@ss@Tail9@host:6379/0") == "redis://user:***@host:6379/0"
+    assert mask_url("could not reach rediss://:se@cret@cache.internal/1") == (
+        "could not reach rediss://:***@cache.internal/1")

@@ -66,13 +66,14 @@ EMIT_THROUGH = """
     def record(payload):
         seen.append(payload)
     app.emit("order.placed", {{"order": 7}})
+    used = app._storage
     drained = app.drain(timeout=10)
     app.shutdown(timeout=5)
     import rocketman_sample_plugin
+    # configure() built one to check its options (and closed it); the emit built the one used.
+    assert len(rocketman_sample_plugin.built) == 2 and rocketman_sample_plugin.built[-1] is used
     print(json.dumps({{
-        "drained": drained, "seen": seen,
-        "labels": [s.label for s in rocketman_sample_plugin.built],
-        "urls": [s.url for s in rocketman_sample_plugin.built],
+        "drained": drained, "seen": seen, "labels": [used.label], "urls": [used.url],
     }}))
 """
 
@@ -101,15 +102,34 @@ def test_an_option_the_plugin_does_not_know_is_a_configuration_error_naming_it(
     done = run_python("""
         import rocketman_core
         app = rocketman_core.Rocketman()
-        app.configure(storage="sample://?colour=red", worker_count=0)
         try:
-            app.emit("order.placed")
+            app.configure(storage="sample://?colour=red", worker_count=0)  # at configure, not later
         except rocketman_core.ConfigurationError as error:
             print(error)
     """, env)
     assert "sample://?colour=red" in done.stdout
     assert "rocketman-sample-plugin 1.2.3" in done.stdout
     assert "colour" in done.stdout
+
+
+def test_a_relay_takes_options_beside_its_name(rocketman_test_plugins: Any) -> None:
+    """relays=[("sample", {"count": 3})]: options outside a URL, as storage_options are."""
+    env = rocketman_test_plugins.env("rocketman-sample-plugin")
+    done = run_python("""
+        import json, time, rocketman_core
+        app = rocketman_core.Rocketman()
+        app.configure(storage="memory", relays=[("sample", {"count": 3})], worker_count=1, latency=0.2)
+        seen = []
+        app.on_event("sample.relayed")(seen.append)
+        app.start()
+        deadline = time.monotonic() + 10
+        while len(seen) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        app.shutdown(timeout=5)
+        print(json.dumps(sorted(p["n"] for p in seen)))
+    """, env)
+    assert done.returncode == 0, done.stderr
+    assert last_json(done) == [0, 1, 2]
 
 
 def test_installed_relay_is_selected_by_url_and_its_events_reach_consumers(

@@ -58,4 +58,7 @@ def build_storage(**options: Any) -> RedisStorage:
 @hookimpl
 def register_storages(register: Any) -> None:
     """Provide the storage ``redis``, selected also by ``rediss://`` and ``unix://`` URLs."""
-    register("redis", build_storage, schemes=("rediss", "unix"))
+    # The URL as written: redis-py takes parameters of its own in it
+    # (?ssl_cert_reqs=none, ?client_name=...), which the storage passes
+    # through, checking that each is one redis-py knows.
+    register("redis", build_storage, schemes=("rediss", "unix"), raw_url=True)

@@ -112,14 +112,55 @@ def _count(name: str, value: Any, default: int) -> int:
 
 
 def _split_own_options(url: str) -> tuple[str, dict[str, str]]:
-    """Take the storage's own options out of a URL's query string; leave redis-py's."""
+    """Take the storage's own options out of a URL's query string; leave redis-py's.
+
+    Raises ``ValueError`` for a parameter that is neither the storage's nor
+    one redis-py takes (a misspelling would otherwise reach redis-py, which
+    fails only at the first connection), and for a database that is not a
+    number (redis-py would quietly use 0).
+    """
     # Not urlunsplit: it turns unix:///path into unix:/path, which redis-py rejects.
     address, _, query = url.partition("?")
+    scheme, _, rest_of_address = address.partition("://")
+    if scheme.lower() in ("redis", "rediss"):
+        database = rest_of_address.partition("/")[2].strip("/")
+        if database and not database.isdigit():
+            raise ValueError(f"redis storage: the database in the URL must be a number, not {database!r}")
     own: dict[str, str] = {}
     rest: list[tuple[str, str]] = []
     for name, value in parse_qsl(query, keep_blank_values=True):
         if name in _OWN_QUERY_OPTIONS:
             own[name] = value
         else:
+            _check_redis_py_parameter(name)
             rest.append((name, value))
     return (f"{address}?{urlencode(rest)}" if rest else address), own
+
+
+def _redis_py_parameters() -> set[str]:
+    """The URL parameters redis-py takes: its parsers' and its connection classes' arguments."""
+    import inspect
+
+    from redis import connection
+
+    names = set(getattr(connection, "URL_QUERY_ARGUMENT_PARSERS", {}))
+    for cls in (connection.Connection, connection.SSLConnection,
+                connection.UnixDomainSocketConnection, getattr(connection, "AbstractConnection", None)):
+        if cls is not None:
+            names.update(p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "kwargs"))
+    return names | {"db"}
+
+
+def _check_redis_py_parameter(name: str) -> None:
+    known = _redis_py_parameters()
+    if name in known:
+        return
+    import difflib
+
+    close = difflib.get_close_matches(name, [*_OWN_QUERY_OPTIONS, *known], n=1, cutoff=0.75)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise ValueError(
+        f"redis storage: unknown option {name!r} in the URL{hint} It takes "
+        f"{', '.join(_OWN_QUERY_OPTIONS)}, and redis-py's own URL parameters "
+        "(ssl_cert_reqs, client_name, health_check_interval, ...)"
+    )

@@ -140,20 +140,44 @@ def test_rediss_and_unix_urls_select_the_redis_storage_and_unix_sockets_work(
         storage.close()
 
 
-@pytest.mark.parametrize(("query", "named"), [
-    ("leese=3", "leese"),
-    ("lease=soon", "lease"),
-    ("lease=-1", "lease"),
-    ("namespace={braces}", "namespace"),
+@pytest.mark.parametrize(("url", "named"), [
+    ("{url}?leese=3", "unknown option 'leese'.*did you mean 'lease'"),
+    ("{url}?lease=soon", "lease"),
+    ("{url}?lease=-1", "lease"),
+    ("{url}?namespace={{braces}}", "namespace"),
+    ("{url}?socket_timout=3", "unknown option 'socket_timout'.*did you mean 'socket_timeout'"),
+    ("redis://127.0.0.1:6379/abc", "the database in the URL must be a number, not 'abc'"),
 ])
-def test_bad_options_are_a_configuration_error_naming_them(
-    rocketman_redis_server: RedisServer, query: str, named: str,
+def test_bad_options_are_a_configuration_error_naming_them_at_configure(
+    rocketman_redis_server: RedisServer, url: str, named: str,
 ) -> None:
-    """An unknown option or a bad value fails at build time, naming the option."""
-    app = Rocketman()
-    app.configure(storage=f"{rocketman_redis_server.url}?{query}", worker_count=0)
+    """An unknown option or a bad value fails at configure(), naming it; nothing connects."""
     with pytest.raises(ConfigurationError, match=named):
-        app.stats()
+        Rocketman().configure(storage=url.format(url=rocketman_redis_server.url), worker_count=0)
+
+
+@pytest.mark.parametrize("query", [
+    "ssl_cert_reqs=none", "client_name=billing", "health_check_interval=5", "password=",
+    "socket_keepalive=true",
+])
+def test_redis_pys_own_url_parameters_pass_through_configure_the_cli_and_the_environment(
+    rocketman_redis_server: RedisServer, monkeypatch: pytest.MonkeyPatch, query: str,
+) -> None:
+    """What RedisStorage(url=...) takes, configure(), ROCKETMAN_STORAGE and --storage take too."""
+    import uuid
+
+    url = f"{rocketman_redis_server.url}?namespace=passthrough-{uuid.uuid4().hex[:8]}&{query}"
+    if query.startswith("ssl_"):
+        # No TLS served here: that configure() takes the option is what this checks.
+        Rocketman().configure(storage=url, worker_count=0)
+        return
+    app = Rocketman()
+    app.configure(storage=url, worker_count=0)
+    app.emit("passing.through")
+    assert app.stats()["parked"] == 1
+    app.shutdown(timeout=1)
+    monkeypatch.setenv("ROCKETMAN_STORAGE", url)
+    Rocketman().configure(worker_count=0)
 
 
 def test_an_existing_client_is_used_and_left_open(

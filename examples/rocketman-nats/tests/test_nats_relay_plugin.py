@@ -86,7 +86,8 @@ def test_a_program_selects_the_relay_from_the_environment(
 ) -> None:
     """``ROCKETMAN_RELAYS`` alone brings the relay into an unmodified program.
 
-    Commas separate relays there, so the two subjects are separated by ``+``.
+    Commas separate relays there: a relay URL that holds commas goes in a
+    JSON list.
     """
     root = nats_subject_root
     program = tmp_path / "program.py"
@@ -120,7 +121,7 @@ def test_a_program_selects_the_relay_from_the_environment(
         rocketman.shutdown(timeout=5)
         print(json.dumps(seen, sort_keys=True))
     """))
-    relays = f"{nats_url}?subjects={root}.a.>+{root}.b.>&prefix={root}."
+    relays = json.dumps([f"{nats_url}?subjects={root}.a.>,{root}.b.>&prefix={root}."])
     done = subprocess.run(
         [sys.executable, str(program)], capture_output=True, text=True, timeout=60,
         env=_environment(ROCKETMAN_RELAYS=relays, ROCKETMAN_LATENCY="0.2"),
@@ -158,9 +159,8 @@ def test_a_disabled_plugin_cannot_be_selected(monkeypatch: pytest.MonkeyPatch) -
 def test_unknown_options_are_a_configuration_error() -> None:
     """A misspelt option in the URL fails at configuration, naming it, not in the relay's thread."""
     app = rocketman_core.Rocketman()
-    app.configure(storage="memory", executor="inline", relays=["nats://127.0.0.1:4222?subject=x"])
     with pytest.raises(rocketman_core.ConfigurationError, match="subject"):
-        app.start()
+        app.configure(storage="memory", executor="inline", relays=["nats://127.0.0.1:4222?subject=x"])
     app.shutdown(timeout=5)
 
 

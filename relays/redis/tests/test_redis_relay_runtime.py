@@ -123,10 +123,12 @@ def test_relays_from_the_environment_and_a_url_with_channels_and_prefix(
 def test_a_bad_relay_option_in_a_url_is_a_configuration_error(
     rocketman_redis_server: RedisServer,
 ) -> None:
+    # At configure(), as every bad option: not when the relay starts.
     app = Rocketman()
-    app.configure(executor="inline", relays=[f"{rocketman_redis_server.url}?max_bytes=huge"])
     with pytest.raises(rocketman.ConfigurationError, match="max_bytes"):
-        app.start()
+        app.configure(executor="inline", relays=[f"{rocketman_redis_server.url}?max_bytes=huge"])
+    with pytest.raises(rocketman.ConfigurationError, match="max_bytes"):
+        app.configure(executor="inline", relays=[("redis", {"max_bytes": "huge"})])
     app.shutdown(timeout=1)
 
 
@@ -164,6 +166,46 @@ def test_one_rocketman_worker_with_the_relay_is_the_whole_deployment(
         output, _ = worker.communicate(timeout=15)
         assert worker.returncode == 0, output
         assert "redis relay on" in output and "stopped" in output
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+            worker.wait()
+
+
+def test_a_relay_named_alone_listens_on_the_storages_redis(
+    rocketman_redis_server: RedisServer, redis_publisher: redis.Redis, wait_for: Any,
+    tmp_path: Path,
+) -> None:
+    """``--storage redis://HOST:PORT --relay redis`` listens on HOST:PORT, not on localhost:6379."""
+    (tmp_path / "relayed_to_storage.py").write_text(textwrap.dedent("""
+        import os
+        import rocketman_core as rocketman
+
+        @rocketman.on_event("hello", name="relayed.hello")
+        def hello(payload):
+            with open(os.environ["RELAY_TEST_OUT"], "a") as out:
+                out.write(repr(payload) + "\\n")
+    """))
+    out = tmp_path / "received.txt"
+    env = {key: value for key, value in os.environ.items() if not key.startswith("ROCKETMAN_")}
+    env.update(RELAY_TEST_OUT=str(out), ROCKETMAN_LATENCY="0.1",
+               ROCKETMAN_REDIS_URL="redis://127.0.0.1:1/0")  # nothing there: it must not be used
+    storage = f"{rocketman_redis_server.url}?namespace=relay-to-storage"
+    worker = subprocess.Popen(
+        [str(Path(sys.executable).with_name("rocketman")), "worker", "--relay", "redis",
+         "--storage", storage, "--workers", "1", "relayed_to_storage"],
+        cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        wait_for(lambda: subscribers(redis_publisher) == 1 or worker.poll() is not None,
+                 "the worker's relay to subscribe on the storage's server", timeout=30)
+        assert worker.poll() is None, "the worker exited early"
+        redis_publisher.publish("hello", "to the storage's server")
+        wait_for(lambda: out.exists() and "to the storage's server" in out.read_text(),
+                 "the worker's consumer to get the event")
+        worker.send_signal(signal.SIGTERM)
+        output, _ = worker.communicate(timeout=15)
+        assert worker.returncode == 0, output
     finally:
         if worker.poll() is None:
             worker.kill()
