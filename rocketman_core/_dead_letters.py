@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 from ._contracts import Storage
 from ._envelope import Event, MalformedMessage, decode, encode_event
+from ._text import plural
 
 __all__ = ["DeadLetterRecord", "DeadLetters", "matches", "to_record"]
 
@@ -130,9 +131,9 @@ class DeadLetters:
         replayed = storage.replay_dead_letters(replacements) if replacements else 0
         if replayed < len(replacements):
             logger.warning(
-                "%d of %d dead letters were not replayed: their subscription no longer exists, or "
-                "another process replayed or purged them meanwhile",
-                len(replacements) - replayed, len(replacements))
+                "%d of %s not replayed: their subscription no longer exists, or another "
+                "process replayed or purged them meanwhile",
+                len(replacements) - replayed, plural(len(replacements), "dead letter"))
         return replayed
 
     def purge_dead_letters(

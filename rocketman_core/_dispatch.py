@@ -26,6 +26,7 @@ from ._envelope import (
     payload_error,
 )
 from ._plugins import Plugins
+from ._text import plural
 from ._urls import mask_url
 
 __all__ = ["Dispatch"]
@@ -182,8 +183,8 @@ class Dispatch:
             try:
                 storage.ack(done)
             except Exception as error:
-                logger.error("could not acknowledge %d messages (they will be delivered again): %s",
-                             len(done), mask_url(str(error)))
+                logger.error("could not acknowledge %s (delivered again): %s",
+                             plural(len(done), "message"), mask_url(str(error)))
 
     @staticmethod
     def _give_back(release: Any, deliveries: Sequence[Any]) -> None:
@@ -192,8 +193,8 @@ class Dispatch:
         try:
             release(deliveries)
         except Exception as error:
-            logger.warning("could not give back %d messages (their lease will): %s",
-                           len(deliveries), mask_url(str(error)))
+            logger.warning("could not give back %s (their lease will): %s",
+                           plural(len(deliveries), "message"), mask_url(str(error)))
 
     def _handle(self, storage: Storage, delivery: Any) -> bool:
         """Dispatch one delivery to its subscription's consumer.
@@ -306,6 +307,8 @@ class Dispatch:
             # Each consumer its own copy, as each subscription decodes its own
             # delivery on a storage: one consumer's changes never reach another.
             mine = payload if index == 0 else _decode_json(text)
+            if self._debug:
+                logger.debug("dispatching %s (id %s) to %s", name, event_id, spec.name)
             try:
                 spec.invoke(mine, Event(event_id, name, mine, emitted_at))
             except (Exception, SystemExit) as error:

@@ -23,6 +23,7 @@ from typing import Any
 from ._config import Settings
 from ._consumers import Consumers
 from ._contracts import Storage, Subscription
+from ._text import duration, plural
 from ._urls import mask_url
 
 __all__ = ["KEEP_ALIVE_INTERVAL", "LIVE_WITHIN", "Hosting", "new_host_id"]
@@ -46,16 +47,6 @@ def new_host_id() -> str:
 
         hostname = socket.gethostname()
     return f"{hostname}:{os.getpid()}:{os.urandom(3).hex()}"
-
-
-def _ago(seconds: float) -> str:
-    if seconds < 120:
-        return f"{seconds:.0f}s"
-    if seconds < 7200:
-        return f"{seconds / 60:.0f} min"
-    if seconds < 172800:
-        return f"{seconds / 3600:.0f} h"
-    return f"{seconds / 86400:.0f} days"
 
 
 class Hosting:
@@ -126,7 +117,7 @@ class Hosting:
             elif registration.created and durable:
                 logger.info(
                     "subscription %s created on %r%s", registration.name, patterns,
-                    f", with {registration.parked} parked events" if registration.parked else "",
+                    f", with {plural(registration.parked, 'parked event')}" if registration.parked else "",
                 )
             self._registered[subscription.name] = subscription
         self._unregistered = False
@@ -205,8 +196,8 @@ class Hosting:
         try:
             storage.renew(held)
         except Exception as error:
-            logger.warning("could not renew the leases of %d messages: %s",
-                           len(held), mask_url(str(error)))
+            logger.warning("could not renew the leases of %s: %s",
+                           plural(len(held), "message"), mask_url(str(error)))
 
     def _keep_alive(self, storage: Storage) -> None:
         try:
@@ -253,15 +244,15 @@ class Hosting:
                     logger.warning(
                         "removed the subscription %s with its backlog (%s): no process hosted "
                         "it for %s (subscription_expire_after=%gs)", info.name,
-                        ", ".join(f"{k} {v}" for k, v in info.counts.items()), _ago(idle), expire,
+                        ", ".join(f"{k} {v}" for k, v in info.counts.items()), duration(idle), expire,
                     )
                 continue
             if idle > settings.subscription_stale_after and info.name not in self._stale_logged:
                 self._stale_logged.add(info.name)
                 queued = info.counts.get("queued", 0)
                 logger.warning(
-                    "subscription %s on %r has had no live host for %s, and %d events wait for "
+                    "subscription %s on %r has had no live host for %s, and %s wait for "
                     "it: start a process that hosts it, or retire it with `rocketman "
-                    "subscriptions remove %s`", info.name, " ".join(info.patterns), _ago(idle),
-                    queued, info.name,
+                    "subscriptions remove %s`", info.name, " ".join(info.patterns), duration(idle),
+                    plural(queued, "event"), info.name,
                 )

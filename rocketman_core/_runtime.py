@@ -35,6 +35,7 @@ from ._envelope import (
 from ._errors import ConfigurationError
 from ._hosting import Hosting
 from ._plugins import Plugins
+from ._text import plural
 from ._urls import mask_url
 
 __all__ = ["DeadLetterRecord", "Rocketman"]
@@ -358,9 +359,9 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
                 executor.start(lambda stopping: self._work(storage, stopping), settings.worker_count)
                 self._start_heartbeat(storage)
             logger.info(
-                "rocketman ready: storage %s, executor %s, %d workers",
+                "rocketman ready: storage %s, executor %s, %s",
                 _describe(settings.storage), _describe(settings.executor),
-                0 if self._synchronous else settings.worker_count,
+                plural(0 if self._synchronous else settings.worker_count, "worker"),
             )
             self._storage = storage
             return storage
@@ -410,8 +411,8 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
             try:
                 release(held)
             except Exception as error:
-                logger.warning("could not give back %d events (their lease will): %s",
-                               len(held), mask_url(str(error)))
+                logger.warning("could not give back %s (their lease will): %s",
+                               plural(len(held), "event"), mask_url(str(error)))
         return len(held)
 
     def drain(self, timeout: float | None = None) -> bool:
@@ -505,16 +506,16 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
             if pending:
                 if durable:
                     logger.info(
-                        "rocketman stopped; %d events stay in the storage for the next worker "
+                        "rocketman stopped; %s left in the storage for the next worker "
                         "(queued %d, reserved %d, delayed %d)",
-                        pending, left.get("queued", 0), left.get("reserved", 0), left.get("delayed", 0),
+                        plural(pending, "event"), left.get("queued", 0), left.get("reserved", 0), left.get("delayed", 0),
                     )
                 else:
                     logger.warning(
-                        "rocketman stopped with %d events not handled, now lost: queued %d, "
+                        "rocketman stopped with %s not handled, now lost: queued %d, "
                         "reserved %d, delayed %d (raise shutdown_timeout to give them more time, "
                         "or use a durable storage)",
-                        pending, left.get("queued", 0), left.get("reserved", 0), left.get("delayed", 0),
+                        plural(pending, "event"), left.get("queued", 0), left.get("reserved", 0), left.get("delayed", 0),
                     )
             if self._storage_owned and not closed:
                 self._close(storage)

@@ -24,6 +24,7 @@ from ._contracts import STATS_KEYS, SUBSCRIPTION_COUNT_KEYS, SubscriptionInfo
 from ._errors import ConfigurationError
 from ._hosting import LIVE_WITHIN
 from ._runtime import Rocketman
+from ._text import duration, plural
 from ._urls import mask_url
 
 __all__ = ["main"]
@@ -237,8 +238,8 @@ def _worker(args: argparse.Namespace) -> int:
                        "it, so this worker only handles what its own modules emit. Use --storage "
                        "redis://HOST:6379/0 (or ROCKETMAN_STORAGE), or --relay", _describe(current.storage))
     logger.info(
-        "rocketman worker started (pid %d): storage %s, %d workers, relays %s, consumers: %s",
-        os.getpid(), _describe(current.storage), current.worker_count,
+        "rocketman worker started (pid %d): storage %s, %s, relays %s, consumers: %s",
+        os.getpid(), _describe(current.storage), plural(current.worker_count, "worker"),
         ", ".join(_describe(r) for r in current.relays) or "none",
         ", ".join(f"{c.name} on {' '.join(c.patterns)!r}" for c in consumers) or "none",
     )
@@ -254,8 +255,8 @@ def _worker(args: argparse.Namespace) -> int:
         stopper.join(0.1)
         if len(received) > seen:
             given = app._give_back_held()
-            logger.warning("received %s again: stopping now; %d events the workers held are "
-                           "given back, not finished", signal.Signals(received[-1]).name, given)
+            logger.warning("received %s again: stopping now; %s the workers held given back, "
+                           "not finished", signal.Signals(received[-1]).name, plural(given, "event"))
             logging.shutdown()
             os._exit(0)
     clean = bool(outcome and outcome[0])
@@ -280,9 +281,10 @@ def _keep_the_command_line(app: Rocketman, flags: dict[str, Any]) -> None:
     app.configure(**given)
     kept = app.settings
     logger.warning(
-        "a module imported by this worker called rocketman.configure() (storage %s, %d workers); "
-        "the worker's command line and ROCKETMAN_* win: storage %s, %d workers",
-        _describe(theirs.storage), theirs.worker_count, _describe(kept.storage), kept.worker_count,
+        "a module imported by this worker called rocketman.configure() (storage %s, %s); "
+        "the worker's command line and ROCKETMAN_* win: storage %s, %s",
+        _describe(theirs.storage), plural(theirs.worker_count, "worker"),
+        _describe(kept.storage), plural(kept.worker_count, "worker"),
     )
 
 
@@ -414,17 +416,8 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(line(row) for row in (headers, *rows))
 
 
-def _plural(count: int, noun: str) -> str:
-    return f"{count} {noun}{'' if count == 1 else 's'}"
-
-
 def _ago(seconds: float) -> str:
-    if seconds < 2:
-        return "now"
-    for unit, size in (("days", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= 2 * size:
-            return f"{seconds / size:.0f} {unit} ago"
-    return f"{seconds:.0f}s ago"
+    return "now" if seconds < 2 else f"{duration(seconds)} ago"
 
 
 def _host_label(host: str) -> str:
@@ -476,7 +469,7 @@ def _subscriptions(args: argparse.Namespace) -> int:
                   "LIVE HOSTS", "LAST SEEN", "STATUS"), rows))
     stale = [d["name"] for d in described if d["status"] == "STALE"]
     if stale:
-        print(f"{_plural(len(stale), 'subscription')} had no live host for more than "
+        print(f"{plural(len(stale), 'subscription')} had no live host for more than "
               f"{stale_after:g}s: start what hosts them, or `rocketman subscriptions remove NAME`",
               file=sys.stderr)
     return 0
@@ -525,21 +518,21 @@ def _dead_letters(args: argparse.Namespace) -> int:
             name = r.event.name if r.event else "(malformed)"
             when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.failed_at))
             print(f"{r.id}  {when}  {name}  {r.consumer or '-'}  attempts {r.attempts}  {r.reason}")
-        print(_plural(len(records), "dead letter"), file=sys.stderr)
+        print(plural(len(records), "dead letter"), file=sys.stderr)
         return 0
     if args.action == "replay":
-        print(f"{_plural(app.replay_dead_letters(**filters), 'dead letter')} replayed")
+        print(f"{plural(app.replay_dead_letters(**filters), 'dead letter')} replayed")
         return 0
     # Without a filter the count is in the stats: no need to list them all.
     count = app.stats()["dead"] if not any(filters.values()) else len(app.dead_letters(**filters))
     if not args.yes:
         if not sys.stdin.isatty():
-            raise CommandError(f"refusing to purge {_plural(count, 'dead letter')} without --yes", code=1)
-        answer = input(f"Purge {_plural(count, 'dead letter')}? [y/N] ")
+            raise CommandError(f"refusing to purge {plural(count, 'dead letter')} without --yes", code=1)
+        answer = input(f"Purge {plural(count, 'dead letter')}? [y/N] ")
         if answer.strip().lower() not in ("y", "yes"):
             print("nothing purged")
             return 1
-    print(f"{_plural(app.purge_dead_letters(**filters), 'dead letter')} purged")
+    print(f"{plural(app.purge_dead_letters(**filters), 'dead letter')} purged")
     return 0
 
 

@@ -287,14 +287,37 @@ def test_shutdown_counts_what_it_leaves_in_memory(caplog: pytest.LogCaptureFixtu
     assert "queued 3, reserved 1" in record.getMessage()
 
 
+def test_log_lines_count_one_thing_as_one(caplog: pytest.LogCaptureFixture) -> None:
+    """Hardening 15: "1 events" and "1 workers" read as a bug to the person on call."""
+    runtime = Rocketman()
+    release = threading.Event()
+    started = threading.Event()
+
+    @runtime.on_event("held")
+    def stuck(payload: Any) -> None:
+        started.set()
+        release.wait(10)
+
+    with caplog.at_level(logging.INFO, logger="rocketman"):
+        runtime.configure(worker_count=1, latency=0.2, batch_size=1)
+        runtime.emit("held")
+        assert started.wait(5)
+        assert runtime.shutdown(timeout=0.1) is False
+    release.set()
+    messages = [r.getMessage() for r in caplog.records]
+    assert any("1 worker" in m and "1 workers" not in m for m in messages if "ready" in m), messages
+    assert any("stopped with 1 event not handled" in m for m in messages), messages
+
+
 def test_debug_logs_each_emit_and_dispatch(caplog: pytest.LogCaptureFixture) -> None:
     runtime = Rocketman()
     runtime.configure(executor="inline", debug=True)
-    runtime.on_event("traced")(lambda payload: None)
+    runtime.on_event("traced", name="tracer")(lambda payload: None)
     with caplog.at_level(logging.DEBUG, logger="rocketman"):
         event_id = runtime.emit("traced")
     messages = [r.getMessage() for r in caplog.records]
     assert any(f"emitted traced (id {event_id})" in m for m in messages)
+    assert any(f"dispatching traced (id {event_id}) to tracer" in m for m in messages), messages
     logging.getLogger("rocketman").setLevel(logging.NOTSET)
 
 

@@ -315,10 +315,10 @@ class RedisStorage(Subscriptions, DeadLetters):
                 return
             self._evictions_logged_at, count, self._evicted = now, self._evicted, 0
         logger.warning(
-            "%d parked events were evicted from %s: no subscription matched them, and the parked "
+            "%d parked event%s evicted from %s: no subscription matched them, and the parked "
             "log keeps at most %d events for %s. Start the workers whose consumers want them, or "
             "raise park_limit / park_max_age (counted in stats()['dropped'])",
-            count, self.url, self.park_limit,
+            count, " was" if count == 1 else "s were", self.url, self.park_limit,
             f"{self.park_max_age / 86400:g} days" if self.park_max_age else "ever",
         )
 
