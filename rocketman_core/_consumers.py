@@ -234,7 +234,8 @@ def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile(".*".join(re.escape(part) for part in pattern.split("*")) + r"\Z")
 
 
-Listener = Callable[[], None]
+# Called with the names of the consumers added, changed or replaced; None: all.
+Listener = Callable[[tuple[str, ...] | None], None]
 
 
 class Consumers:
@@ -247,6 +248,7 @@ class Consumers:
         self._patterns: list[tuple[re.Pattern[str], ConsumerSpec]] = []
         self._cache: dict[str, tuple[ConsumerSpec, ...]] = {}
         self._instances: dict[type, _Instance] = {}
+        self._namesakes: dict[str, int] = {}  # the next number to try for a default name taken
         self._listeners: list[Listener] = []
 
     @property
@@ -255,7 +257,7 @@ class Consumers:
         return self.by_name
 
     def listen(self, listener: Listener) -> None:
-        """Call ``listener()`` after every change (outside the registry's lock)."""
+        """Call ``listener(names)`` after every change (outside the registry's lock)."""
         self._listeners.append(listener)
 
     def add(
@@ -293,7 +295,7 @@ class Consumers:
         with self._lock:
             spec = self._add(pattern, function, owner, name, default, start, unstable)
         for listener in list(self._listeners):
-            listener()
+            listener((spec.name,))
         return spec
 
     def _add(self, pattern: str, function: Callable[..., Any], owner: type | None,
@@ -316,9 +318,12 @@ class Consumers:
                     "give each consumer a name of its own"
                 )
             else:
-                number = 2
+                # Remember where the count stopped: a thousand namesakes are
+                # registered in linear time, not by trying #2..#1000 each time.
+                number = self._namesakes.get(default, 2)
                 while f"{default}#{number}" in self.by_name:
                     number += 1
+                self._namesakes[default] = number + 1
                 chosen = f"{default}#{number}"
                 unstable = unstable or (
                     f"another function is also named {default} (a namesake: its name "
@@ -373,6 +378,11 @@ class Consumers:
                 self._cache[name] = found
         return found
 
+    def names(self) -> tuple[str, ...]:
+        """Every registered consumer's name, in registration order."""
+        with self._lock:
+            return tuple(self.by_name)
+
     def all(self) -> list[ConsumerSpec]:
         """Every registered consumer, in registration order."""
         with self._lock:
@@ -390,6 +400,7 @@ class Consumers:
             self._exact.clear()
             self._patterns.clear()
             self._instances.clear()
+            self._namesakes.clear()
             self._cache = {}
         for listener in list(self._listeners):
-            listener()
+            listener(None)

@@ -36,6 +36,14 @@ KEEP_ALIVE_INTERVAL = 5.0
 LIVE_WITHIN = 6 * KEEP_ALIVE_INTERVAL
 #: Seconds between two looks for stale subscriptions, by each hosting process.
 STALE_CHECK_INTERVAL = 60.0
+#: Consumers added to running workers in a burst (a loop, a plugin loading
+#: many) change the set the workers reserve for once the burst is quiet for
+#: this many seconds, or every REHOST_AT_MOST seconds while it lasts: each
+#: change makes every worker start its reserve again on every hosted name,
+#: so a thousand consumers registered in a loop cost two changes, not a
+#: thousand. A consumer added alone is reserved for at once.
+REHOST_QUIET = 0.05
+REHOST_AT_MOST = 1.0
 
 
 def new_host_id() -> str:
@@ -72,13 +80,23 @@ class Hosting:
         self._warned_unstable: set[str] = set()
         self._stale_logged: set[str] = set()
         self._hosting = threading.Condition(threading.Lock())
+        self._rehosted_at = self._changed_at = 0.0
+        self._rehost_timer: threading.Timer | None = None
 
     # -- registering ---------------------------------------------------------
 
-    def _host_consumers(self, storage: Storage) -> None:
-        """Register every consumer's subscription, and host them (workers reserve for them)."""
-        subscriptions = self.consumers.subscriptions()
-        wanted = {s.name: s for s in subscriptions}
+    def _host_consumers(self, storage: Storage, names: Sequence[str] | None = None) -> None:
+        """Register the subscriptions of the consumers ``names`` (None: all), and host them.
+
+        The storage learns of a new subscription at once (an event emitted
+        next is routed to it); the workers reserve for it at once, or, in a
+        burst of additions, when the burst pauses (:data:`REHOST_QUIET`).
+        """
+        if names is None:
+            subscriptions = self.consumers.subscriptions()
+        else:
+            specs = map(self.consumers.by_name.get, names)
+            subscriptions = [spec.subscription() for spec in specs if spec is not None]
         changed = [s for s in subscriptions if self._registered.get(s.name) != s]
         if changed:
             try:
@@ -91,7 +109,34 @@ class Hosting:
                     ", ".join(s.name for s in changed), mask_url(str(error)) or type(error).__name__,
                     KEEP_ALIVE_INTERVAL,
                 )
-        hosted = tuple(wanted)
+        now = time.monotonic()
+        in_burst = now - self._changed_at < REHOST_QUIET
+        self._changed_at = now
+        if names is None or not in_burst:
+            self._rehost(storage)
+        elif self._rehost_timer is None:
+            self._rehost_later(storage, timer=False)
+
+    def _rehost_later(self, storage: Storage, timer: bool = True) -> None:
+        """Rehost once the burst of changes pauses, or has lasted REHOST_AT_MOST; else look again."""
+        with self._lock:
+            self._rehost_timer = None
+            if self._storage is not storage or not self._workers_running:
+                return
+            now = time.monotonic()
+            quiet_at = self._changed_at + REHOST_QUIET
+            if timer and (now >= quiet_at or now >= self._rehosted_at + REHOST_AT_MOST):
+                self._rehost(storage)
+                return
+            wait = max(0.001, min(quiet_at, self._rehosted_at + REHOST_AT_MOST) - now)
+            self._rehost_timer = threading.Timer(wait, self._rehost_later, (storage,))
+            self._rehost_timer.daemon = True
+            self._rehost_timer.start()
+
+    def _rehost(self, storage: Storage) -> None:
+        """Make the workers reserve for every registered consumer."""
+        self._rehosted_at = time.monotonic()
+        hosted = self.consumers.names()
         if hosted != self._hosted:
             self._hosted = hosted
             with self._hosting:
@@ -143,13 +188,13 @@ class Hosting:
         except Exception as error:
             logger.debug("could not say this process stops hosting: %s", mask_url(str(error)))
 
-    def _consumers_changed(self) -> None:
+    def _consumers_changed(self, names: tuple[str, ...] | None) -> None:
         storage = self._storage
         if storage is None or not self._workers_running:
             return
         with self._lock:
             if self._storage is storage and self._workers_running:
-                self._host_consumers(storage)
+                self._host_consumers(storage, names)
 
     def _wait_for_consumers(self, timeout: float) -> None:
         """Block a worker that has nothing to host until a consumer is added, or ``timeout``."""

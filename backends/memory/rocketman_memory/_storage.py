@@ -58,25 +58,25 @@ class _Info(NamedTuple):
 class _Watch:
     """The reserves waiting on one set of subscriptions, and the condition they wait on."""
 
-    __slots__ = ("condition", "waiting")
+    __slots__ = ("condition", "names", "waiting")
 
-    def __init__(self, lock: threading.Lock) -> None:
+    def __init__(self, lock: threading.Lock, names: tuple[str, ...]) -> None:
         self.condition = threading.Condition(lock)
+        self.names = frozenset(names)
         self.waiting = 0
 
 
 class _Subscription:
-    """One subscription's queue, delayed heap, counts and the watches that include it."""
+    """One subscription's queue, delayed heap, counts and hosts."""
 
     __slots__ = ("created_at", "delayed", "hosts", "last_seen", "name", "patterns", "queue",
-                 "regexes", "reserved", "watches")
+                 "regexes", "reserved")
 
     def __init__(self, name: str, patterns: tuple[str, ...]) -> None:
         self.name = name
         self.queue: deque[bytes] = deque()
         self.delayed: list[tuple[float, int, bytes]] = []
         self.reserved = 0
-        self.watches: list[_Watch] = []
         self.hosts: dict[str, float] = {}
         self.last_seen: float | None = None
         self.created_at = time.time()
@@ -170,9 +170,6 @@ class MemoryStorage:
                 existing = self._subscriptions.get(name)
                 if existing is None:
                     existing = self._subscriptions[name] = _Subscription(name, patterns)
-                    for key, watch in self._watches.items():
-                        if name in key:
-                            existing.watches.append(watch)
                     done.append(_Registration(name, True))
                 elif existing.patterns != patterns:
                     previous = existing.patterns
@@ -273,9 +270,7 @@ class MemoryStorage:
                 self._wait_for_room(len(targets))
             for subscription in targets:
                 subscription.queue.append(message)
-                for watch in subscription.watches:
-                    if watch.waiting:
-                        watch.condition.notify()
+                self._notify(subscription.name, 1)
             self._queued += len(targets)
 
     def push_many(self, events: Sequence[tuple[str, bytes]]) -> None:
@@ -304,9 +299,13 @@ class MemoryStorage:
 
     def _wake(self, subscriptions: set[_Subscription]) -> None:
         for subscription in subscriptions:
-            for watch in subscription.watches:
-                if watch.waiting:
-                    watch.condition.notify(len(subscription.queue))
+            self._notify(subscription.name, len(subscription.queue))
+
+    def _notify(self, name: str, count: int) -> None:
+        """Wake up to ``count`` reserves waiting on a set of subscriptions that includes ``name``."""
+        for watch in self._watches.values():
+            if watch.waiting and name in watch.names:
+                watch.condition.notify(count)
 
     def _wait_for_room(self, needed: int) -> None:
         deadline = time.monotonic() + self.full_timeout
@@ -334,11 +333,11 @@ class MemoryStorage:
     def _watch(self, names: tuple[str, ...]) -> _Watch:
         watch = self._watches.get(names)
         if watch is None:
-            watch = self._watches[names] = _Watch(self._lock)
-            for name in names:
-                subscription = self._subscriptions.get(name)
-                if subscription is not None:
-                    subscription.watches.append(watch)
+            # A runtime's set of subscriptions changes as consumers are added:
+            # forget the sets nobody waits on, so that a push looks at a few
+            # watches, not one per set there ever was.
+            self._watches = {key: w for key, w in self._watches.items() if w.waiting}
+            watch = self._watches[names] = _Watch(self._lock, names)
         return watch
 
     def reserve(self, subscriptions: Sequence[str], timeout: float, max_count: int = 1) -> list[Any]:
@@ -425,9 +424,7 @@ class MemoryStorage:
                 if self._settle(delivery):
                     delivery._owner.queue.appendleft(delivery.message)
                     self._queued += 1
-                    for watch in delivery._owner.watches:
-                        if watch.waiting:
-                            watch.condition.notify()
+                    self._notify(delivery.subscription, 1)
 
     def renew(self, deliveries: Sequence[Any]) -> None:
         """Nothing to renew: memory deliveries have no lease."""
@@ -441,10 +438,7 @@ class MemoryStorage:
                 return
             owner = delivery._owner
             heapq.heappush(owner.delayed, (time.monotonic() + delay, next(self._order), message))
-            for watch in owner.watches:
-                if watch.waiting:
-                    # A waiting worker must shorten its wait to the new due time.
-                    watch.condition.notify()
+            self._notify(owner.name, 1)  # a waiting worker shortens its wait to the new due time
 
     def dead_letter(self, delivery: Any, message: bytes, reason: str) -> None:
         """Replace ``delivery`` by the dead letter ``message`` with ``reason``."""
@@ -473,9 +467,7 @@ class MemoryStorage:
                 subscription.queue.append(message)
                 self._queued += 1
                 replayed += 1
-                for watch in subscription.watches:
-                    if watch.waiting:
-                        watch.condition.notify()
+                self._notify(name, 1)
             return replayed
 
     def purge_dead_letters(self, ids: Sequence[str] | None = None) -> int:

@@ -19,7 +19,7 @@ from rocketman_core import Registration, SubscriptionInfo
 from . import _routing_scripts
 from ._errors import StorageError
 from ._layout import KeyLayout
-from ._routing import Table
+from ._routing import STALE, Table
 from ._wire import Script, Wire
 
 __all__ = ["Subscriptions"]
@@ -32,6 +32,8 @@ _UNSUBSCRIBE = Script(_routing_scripts.UNSUBSCRIBE)
 _LEAVE = Script(_routing_scripts.LEAVE)
 _ROUTE = Script(_routing_scripts.ROUTE)
 
+#: Subscriptions registered per SUBSCRIBE call at most: each new one may copy parked events.
+_SUBSCRIBE_BATCH = 200
 #: Events a router routes per ROUTE call at most.
 _ROUTE_BATCH = 2000
 
@@ -77,32 +79,51 @@ class Subscriptions:
         raise NotImplementedError  # provided by RedisStorage
 
     def subscribe(self, subscriptions: Sequence[Any], host: str) -> list[Registration]:
-        """Create or update each subscription in one script call, after routing what waits.
+        """Create or update subscriptions, up to a batch per script call, after routing what waits.
 
-        A new one copies the matching parked events in the same step.
+        A new one copies the matching parked events in the same step. When
+        nothing waits to be routed (as a rule when consumers are added), a
+        call sends no table: it costs the same with ten subscriptions in
+        Redis as with ten thousand.
         """
-        keys = self.keys
         done: list[Registration] = []
-        for subscription in subscriptions:
-            patterns = " ".join(subscription.patterns)
-            sub = keys.subscription(subscription.name)
-
-            def build(table: Table, name: str = subscription.name, patterns: str = patterns,
-                      start: str = subscription.start,
-                      sub: Any = sub) -> tuple[list[str], list[Any]]:
-                script_keys, args = self._routing(table, 0)
-                return ([*script_keys, keys.created, keys.seen, sub.queue, sub.wake, sub.hosts,
-                         keys.parked_marks], [*args, name, patterns, start, host])
-
-            created, previous, copied, evicted = self._versioned(
-                _SUBSCRIBE, build, f"register the subscription {subscription.name}")
-            if evicted:
-                self._count_evictions(int(evicted))
-            done.append(Registration(
-                subscription.name, bool(created),
-                tuple(previous.decode().split()) if previous else None, int(copied)))
+        for first in range(0, len(subscriptions), _SUBSCRIBE_BATCH):
+            done += self._subscribe(subscriptions[first:first + _SUBSCRIBE_BATCH], host)
         self._start_router()
         return done
+
+    def _subscribe(self, batch: Sequence[Any], host: str) -> list[Registration]:
+        keys = self.keys
+        own_keys: list[str] = [keys.created, keys.seen, keys.parked_marks]
+        own_args: list[Any] = [host, len(batch)]
+        for subscription in batch:
+            sub = keys.subscription(subscription.name)
+            own_keys += (sub.queue, sub.wake, sub.hosts)
+            own_args += (subscription.name, " ".join(subscription.patterns), subscription.start)
+        names = ", ".join(s.name for s in batch[:3]) + (", ..." if len(batch) > 3 else "")
+        doing = f"register the subscription{'s' if len(batch) > 1 else ''} {names}"
+
+        def build(table: Table) -> tuple[list[str], list[Any]]:
+            script_keys, args = self._routing(table, 0)
+            return [*script_keys, *own_keys], [*args, *own_args]
+
+        script_keys, args = build(Table(keys))
+        args[0] = _routing_scripts.NO_TABLE
+        try:
+            reply = self._wire.run(_SUBSCRIBE, script_keys, args)
+        except RedisError as error:
+            raise self._error(doing, error) from error
+        if reply and reply[0] == STALE:  # events wait to be routed first: with the table
+            self._table = Table.from_reply(keys, reply)
+            reply = self._versioned(_SUBSCRIBE, build, doing)
+        if reply[0]:
+            self._count_evictions(int(reply[0]))
+        return [
+            Registration(subscription.name, bool(reply[1 + 3 * i]),
+                         tuple(reply[2 + 3 * i].decode().split()) if reply[2 + 3 * i] else None,
+                         int(reply[3 + 3 * i]))
+            for i, subscription in enumerate(batch)
+        ]
 
     # -- the inbox: {ns}:queue -------------------------------------------------
 
