@@ -113,6 +113,11 @@ class Plugins:
                 return
             from . import _builtin
 
+            # pluggy's own block list: a disabled name is neither imported
+            # (entry points) nor registered (in code).
+            for name in os.environ.get(DISABLE_ENV, "").split(","):
+                if name.strip():
+                    self.manager.set_blocked(name.strip())
             self._add(_builtin, PluginInfo("rocketman-core", _builtin.__name__,
                                            "rocketman-core", _core_version()))
             if self._use_entry_points:
@@ -136,9 +141,6 @@ class Plugins:
         return info
 
     def _load_entry_points(self) -> None:
-        disabled = {
-            part.strip() for part in os.environ.get(DISABLE_ENV, "").split(",") if part.strip()
-        }
         for entry_point in _entry_points.entry_points(ENTRY_POINT_GROUP):
             info = PluginInfo(
                 entry_point.name,
@@ -156,7 +158,7 @@ class Plugins:
                 logger.warning("plugin %s (%s): %s", info.name, info.origin, info.error)
                 self.infos[f"{entry_point.name} ({info.distribution})"] = info
                 continue
-            if entry_point.name in disabled:
+            if self.manager.is_blocked(entry_point.name):
                 info.disabled = True
                 self.infos[info.name] = info
                 logger.debug("plugin %s disabled by %s", info.name, DISABLE_ENV)
@@ -176,9 +178,16 @@ class Plugins:
     def _add(self, plugin: object, info: PluginInfo) -> None:
         self.infos[info.name] = info
         try:
-            self.manager.register(plugin, name=info.name)
+            registered = self.manager.register(plugin, name=info.name)
+            if registered is None:  # blocked
+                info.disabled = True
+                logger.debug("plugin %s disabled by %s", info.name, DISABLE_ENV)
+                return
+            self.manager.check_pending()  # a hook implementation no hook specifies
         except Exception as error:  # pluggy rejects bad hook implementations
-            info.error = _describe(error)
+            info.error = self._rejection(plugin, error)
+            if self.manager.is_registered(plugin):
+                self.manager.unregister(plugin)
             logger.warning("plugin %s (%s) was rejected: %s", info.name, info.origin, info.error)
             return
         for kind, hook_name in KINDS.items():
@@ -194,6 +203,23 @@ class Plugins:
                         "plugin %s (%s) failed in %s: %s",
                         info.name, info.origin, hook_name, info.error,
                     )
+
+    def _rejection(self, plugin: object, error: Exception) -> str:
+        """Why pluggy refused ``plugin``; for a hook no spec names, the nearest that does."""
+        if not isinstance(error, pluggy.PluginValidationError) or not self.manager.is_registered(plugin):
+            return _describe(error)
+        import difflib
+
+        known = [name for name in vars(self.manager.hook)
+                 if not name.startswith("_") and getattr(self.manager.hook, name).has_spec()]
+        unknown = [caller.name for caller in self.manager.get_hookcallers(plugin) or ()
+                   if not caller.has_spec()]
+        reasons = []
+        for name in unknown:
+            close = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+            reasons.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        return (f"it implements hooks rocketman does not have: {', '.join(reasons)}. Hooks are "
+                f"found by name; rocketman's are {', '.join(sorted(known))}")
 
     def _registrar(self, kind: str, info: PluginInfo) -> Callable[..., None]:
         def register(name: str, factory: Callable[..., Any], *,

@@ -393,6 +393,57 @@ def test_a_plugin_registered_in_code_is_isolated_to_its_runtime() -> None:
         app.register_plugin(CountingStorageFactory(), name="counting")
 
 
+class MisspeltHook:
+    """A plugin whose hook is named register_storage: pluggy would accept it, and never call it."""
+
+    @hookimpl
+    def register_storage(self, register: Any) -> None:
+        register("misspelt", dict)
+
+    @hookimpl
+    def register_executors(self, register: Any) -> None:
+        register("half", dict)
+
+
+@pytest.mark.parametrize("when", ["before loading", "after loading"])
+def test_a_misspelt_hook_is_reported_like_a_broken_plugin(
+    when: str, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Hardening 22: pluggy's check_pending finds it; the plugin is rejected whole, and says why."""
+    app = Rocketman()
+    if when == "after loading":
+        app.plugins.load()
+    with caplog.at_level("WARNING", logger="rocketman.plugins"):
+        plugin = MisspeltHook()
+        app.register_plugin(plugin, name="misspelt")
+        app.plugins.load()
+    info = app.plugins.infos["misspelt"]
+    assert info.error is not None and "'register_storage'" in info.error, info.error
+    assert "did you mean 'register_storages'?" in info.error
+    (warning,) = [r for r in caplog.records if "misspelt" in r.getMessage()]
+    assert "was rejected" in warning.getMessage()
+    with pytest.raises(PluginError, match=r"failed to load: .*'register_storage'"):
+        app.configure(storage="misspelt")
+    with pytest.raises(UnknownBackendError, match=r"misspelt .*'register_storage'"):
+        app.configure(executor="half")  # a half-broken plugin provides nothing
+    assert not app.plugins.manager.is_registered(plugin), "unregistered from pluggy"
+
+
+def test_a_disabled_name_is_blocked_in_pluggy_for_plugins_in_code_too(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """ROCKETMAN_DISABLE_PLUGINS is pluggy's set_blocked: a plugin registered in code is refused too."""
+    monkeypatch.setenv("ROCKETMAN_DISABLE_PLUGINS", "counting, other")
+    app = Rocketman()
+    plugin = CountingStorageFactory()
+    app.register_plugin(plugin, name="counting")
+    with pytest.raises(PluginError, match="disabled by ROCKETMAN_DISABLE_PLUGINS"):
+        app.configure(storage="counting")
+    assert app.plugins.manager.is_blocked("counting") and app.plugins.manager.is_blocked("other")
+    assert not app.plugins.manager.is_registered(plugin)
+    assert app.plugins.infos["counting"].disabled
+
+
 def test_importing_the_core_loads_no_plugin(rocketman_test_plugins: Any) -> None:
     env = rocketman_test_plugins.env("rocketman-sample-plugin")
     done = run_python("""
