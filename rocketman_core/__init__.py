@@ -38,13 +38,20 @@ from ._contracts import (
     SubscriptionInfo,
 )
 from ._envelope import Event, MalformedMessage
-from ._errors import ConfigurationError, PluginError, RocketmanError, UnknownBackendError
+from ._errors import (
+    BacklogFull,
+    ConfigurationError,
+    PluginError,
+    RocketmanError,
+    UnknownBackendError,
+)
 from ._hookspecs import hookimpl, hookspec
 from ._runtime import DeadLetterRecord, Rocketman
 from ._urls import mask_url, url_query
 
 __all__ = [
     "STATS_KEYS",
+    "BacklogFull",
     "STORAGE_CONTRACT",
     "SUBSCRIPTION_COUNT_KEYS",
     "ConfigurationError",

@@ -44,6 +44,10 @@ class Settings(NamedTuple):
     :param subscription_expire_after: seconds after which hosting processes
         remove, with its backlog, a subscription no process has hosted; 0
         (the default) never removes one.
+    :param relay_backlog_bytes: the most bytes of events a storage in this
+        process's memory may hold before a relay's emit is refused
+        (:class:`BacklogFull`: the relay drops the message and counts it);
+        0 does not bound it. A durable storage is bounded by its server.
     """
 
     storage: Any = "memory"
@@ -61,6 +65,7 @@ class Settings(NamedTuple):
     executor_options: Mapping[str, Any] = MappingProxyType({})
     subscription_stale_after: float = 86400.0
     subscription_expire_after: float = 0.0
+    relay_backlog_bytes: int = 64 * 1024 * 1024
 
     @classmethod
     def resolve(cls, overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
@@ -95,6 +100,7 @@ class Settings(NamedTuple):
         _check_int("worker_count", self.worker_count, minimum=0)
         _check_int("max_retries", self.max_retries, minimum=0)
         _check_int("batch_size", self.batch_size, minimum=1)
+        _check_int("relay_backlog_bytes", self.relay_backlog_bytes, minimum=0)
         _check_number("latency", self.latency, positive=True)
         _check_number("retry_backoff", self.retry_backoff, positive=False)
         _check_number("retry_backoff_max", self.retry_backoff_max, positive=False)
@@ -205,4 +211,5 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "batch_size": _parse_int,
     "subscription_stale_after": _parse_float,
     "subscription_expire_after": _parse_float,
+    "relay_backlog_bytes": _parse_int,
 }

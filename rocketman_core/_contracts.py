@@ -429,7 +429,10 @@ class Relay(Protocol):
         """Start listening in the background, calling ``emit(name, payload)``.
 
         Returns promptly; a relay whose outside system is unreachable keeps
-        trying in the background and logs, it does not raise here.
+        trying in the background and logs, it does not raise here. ``emit``
+        raises :class:`BacklogFull` when a storage in the process's memory
+        holds more than ``relay_backlog_bytes``: drop the message, count
+        it, log at most a line every few seconds, and never wait.
         """
         ...
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 __all__ = [
+    "BacklogFull",
     "ConfigurationError",
     "PluginError",
     "RocketmanError",
@@ -24,3 +25,12 @@ class UnknownBackendError(ConfigurationError):
 
 class PluginError(ConfigurationError):
     """The plugin that provides the selected backend failed to load, or two do."""
+
+
+class BacklogFull(RocketmanError):
+    """A relay's emit was refused: the storage holds more than ``relay_backlog_bytes``.
+
+    Pub/sub cannot push back (Redis disconnects a subscriber that reads too
+    slowly), so a relay drops the message, counts it, and logs at most a
+    line every few seconds; it never waits.
+    """

@@ -32,7 +32,7 @@ from ._envelope import (
     payload_error,
     validate_name,
 )
-from ._errors import ConfigurationError
+from ._errors import BacklogFull, ConfigurationError
 from ._hosting import Hosting
 from ._plugins import Plugins
 from ._text import plural
@@ -117,6 +117,7 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
         executor_options: dict[str, Any] = _UNSET,
         subscription_stale_after: float = _UNSET,
         subscription_expire_after: float = _UNSET,
+        relay_backlog_bytes: int = _UNSET,
     ) -> Settings:
         """Set how events are stored and run; unset settings come from ``ROCKETMAN_*``.
 
@@ -241,6 +242,25 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
         return decorate
 
     # -- producing ---------------------------------------------------------
+
+    def _relay_emit(self, name: str, payload: Any = None) -> str:
+        """What relays emit through: :meth:`emit`, refused past ``relay_backlog_bytes``.
+
+        A storage in this process's memory says how many bytes wait in it
+        (``backlog_bytes()``); past the bound the relay gets
+        :class:`BacklogFull` at once, and drops the message: waiting would
+        only make its server disconnect it.
+        """
+        storage = self._storage
+        backlog = getattr(storage, "backlog_bytes", None) if storage is not None else None
+        if backlog is not None:
+            limit = self.settings.relay_backlog_bytes
+            if limit and backlog() >= limit:
+                raise BacklogFull(
+                    f"{_describe(self.settings.storage)} holds {backlog()} bytes of events, "
+                    f"relay_backlog_bytes={limit}: consumers are slower than what relays "
+                    "receive. Add workers, raise relay_backlog_bytes, or use a durable storage")
+        return self.emit(name, payload)
 
     def emit(self, name: str, payload: Any = None) -> str:
         """Emit the event ``name`` with a JSON ``payload``; return the event's id.
@@ -380,7 +400,7 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
             for entry in self.settings.relays:
                 spec, options = _relay_and_options(entry)
                 relay = self._build("relay", self._relay_spec(spec), options)
-                relay.start(self.emit)
+                relay.start(self._relay_emit)
                 self._relays.append(relay)
                 logger.info("relay %s started", _describe(spec))
 

@@ -154,6 +154,7 @@ class MemoryStorage:
         self._order = itertools.count()
         self._interrupts = 0
         self._dropped = 0
+        self._backlog = 0  # bytes of messages queued or delayed
         self._dead: dict[str, _DeadLetter] = {}
         self._dead_ids = itertools.count(1)
         self._closed: dict[str, int] | None = None  # after close(): what it held then
@@ -210,6 +211,8 @@ class MemoryStorage:
             if subscription is None:
                 return False
             self._queued -= len(subscription.queue)
+            self._backlog -= (sum(map(len, subscription.queue))
+                              + sum(len(message) for _, _, message in subscription.delayed))
             subscription.queue.clear()
             subscription.delayed.clear()
             self._dead = {i: d for i, d in self._dead.items() if d.subscription != name}
@@ -272,6 +275,7 @@ class MemoryStorage:
                 subscription.queue.append(message)
                 self._notify(subscription.name, 1)
             self._queued += len(targets)
+            self._backlog += len(message) * len(targets)
 
     def push_many(self, events: Sequence[tuple[str, bytes]]) -> None:
         """Queue several events in order, under one lock when there is room."""
@@ -295,6 +299,7 @@ class MemoryStorage:
                     subscription.queue.append(message)
                     woken.add(subscription)
                 self._queued += len(targets)
+                self._backlog += len(message) * len(targets)
             self._wake(woken)
 
     def _wake(self, subscriptions: set[_Subscription]) -> None:
@@ -390,6 +395,7 @@ class MemoryStorage:
                 break
         if taken:
             self._queued -= len(taken)
+            self._backlog -= sum(len(delivery.message) for delivery in taken)
             if self.maxsize:
                 self._not_full.notify(len(taken))
         return taken
@@ -424,6 +430,7 @@ class MemoryStorage:
                 if self._settle(delivery):
                     delivery._owner.queue.appendleft(delivery.message)
                     self._queued += 1
+                    self._backlog += len(delivery.message)
                     self._notify(delivery.subscription, 1)
 
     def renew(self, deliveries: Sequence[Any]) -> None:
@@ -438,6 +445,7 @@ class MemoryStorage:
                 return
             owner = delivery._owner
             heapq.heappush(owner.delayed, (time.monotonic() + delay, next(self._order), message))
+            self._backlog += len(message)
             self._notify(owner.name, 1)  # a waiting worker shortens its wait to the new due time
 
     def dead_letter(self, delivery: Any, message: bytes, reason: str) -> None:
@@ -466,6 +474,7 @@ class MemoryStorage:
                     continue
                 subscription.queue.append(message)
                 self._queued += 1
+                self._backlog += len(message)
                 replayed += 1
                 self._notify(name, 1)
             return replayed
@@ -480,6 +489,10 @@ class MemoryStorage:
             return sum(self._dead.pop(i, None) is not None for i in ids)
 
     # -- stats and lifecycle -----------------------------------------------
+
+    def backlog_bytes(self) -> int:
+        """Bytes of the messages queued or waiting for a retry (what a relay may add to is bounded on it)."""
+        return self._backlog
 
     def stats(self) -> dict[str, int]:
         """A consistent snapshot of the totals; after :meth:`close`, what it held when it closed."""
@@ -520,7 +533,7 @@ class MemoryStorage:
                 subscription.queue.clear()
                 subscription.delayed.clear()
                 subscription.reserved = 0
-            self._queued = 0
+            self._queued = self._backlog = 0
             self._interrupts += 1
             for watch in self._watches.values():
                 watch.condition.notify_all()

@@ -178,3 +178,25 @@ def test_a_push_after_close_is_refused_and_stats_keep_what_close_dropped() -> No
     storage.ack(held)  # a worker finishing after close changes nothing counted
     assert storage.stats()["reserved"] == 1
     storage.close()  # idempotent
+
+
+def test_backlog_bytes_counts_what_waits_queued_or_delayed_and_nothing_else() -> None:
+    """What the core bounds a relay's emits on (hardening 27): exact through every outcome."""
+    storage = MemoryStorage()
+    storage.subscribe([Subscription("a", ("*",)), Subscription("b", ("x",))], "test")
+    storage.push("x", b"12345")            # a and b: 10 bytes
+    storage.push_many([("y", b"123")])     # a only: 3
+    assert storage.backlog_bytes() == 13
+    taken = storage.reserve(["a", "b"], timeout=0, max_count=10)
+    assert len(taken) == 3 and storage.backlog_bytes() == 0, "reserved is held by a worker, not waiting"
+    first, second, third = taken
+    storage.release([first])
+    storage.retry_later(second, b"retry", delay=60)
+    storage.dead_letter(third, b"dead", "a reason")
+    assert storage.backlog_bytes() == len(first.message) + len(b"retry")
+    storage.unsubscribe(first.subscription)
+    storage.unsubscribe(second.subscription)
+    assert storage.backlog_bytes() == 0
+    storage.push("x", b"1")
+    storage.close()
+    assert storage.backlog_bytes() == 0

@@ -20,7 +20,7 @@ __all__ = [
 ]
 
 #: Why a message can be dropped: the keys of the relay's ``dropped_*`` counters.
-DROP_REASONS = ("too_large", "not_utf8", "no_prefix", "bad_name", "emit_failed")
+DROP_REASONS = ("too_large", "not_utf8", "no_prefix", "bad_name", "backlog_full", "emit_failed")
 
 
 @dataclass(frozen=True, slots=True)

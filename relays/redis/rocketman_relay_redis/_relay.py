@@ -17,7 +17,7 @@ import traceback
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
-from rocketman_core import EmitFunction, mask_url
+from rocketman_core import BacklogFull, EmitFunction, mask_url
 
 from ._connection import (
     Unresponsive,
@@ -201,7 +201,7 @@ class RedisRelay:
         ``received``: messages read from Redis; ``emitted``: handed to
         ``emit``; ``dropped``: the sum of the ``dropped_<reason>`` counters
         (``too_large``, ``not_utf8``, ``no_prefix``, ``bad_name``,
-        ``emit_failed``); ``connections``: subscriptions confirmed;
+        ``backlog_full``, ``emit_failed``); ``connections``: subscriptions confirmed;
         ``disconnections``: live connections lost; ``failed_attempts``:
         attempts to connect and subscribe that failed.
         """
@@ -301,6 +301,8 @@ class RedisRelay:
             # emit's own check of the name (payloads parsed from JSON are
             # always encodable): the core decides what a valid name is.
             self._drop("bad_name", channel, str(error))
+        except BacklogFull as error:  # the consumers are behind: drop now, never wait
+            self._drop("backlog_full", channel, str(error))
         except Exception as error:  # the storage is down, full, ...: go on
             self._drop("emit_failed", channel, describe(error))
         else:

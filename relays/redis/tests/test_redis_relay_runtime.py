@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import os
 import signal
 import subprocess
@@ -242,3 +244,45 @@ def test_a_unix_socket_url_with_its_database(tmp_path: Path, wait_for: Any) -> N
         app.shutdown(timeout=5)
         server.kill()
         server.wait()
+
+
+def test_a_flood_into_the_memory_storage_is_bounded_dropped_counted_and_logged_once(
+    threaded_app: Rocketman, rocketman_redis_server: RedisServer, redis_publisher: redis.Redis,
+    wait_for: Any, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Hardening 27: a relay cannot grow a memory storage past relay_backlog_bytes."""
+    release = threading.Event()
+    handled: list[int] = []
+
+    @threaded_app.on_event("flood", name="slow")
+    def slow(payload: dict[str, Any]) -> None:
+        release.wait(30)  # the consumers are behind: everything the relay emits waits
+        handled.append(payload["n"])
+
+    bound = 4 * 1024 * 1024
+    threaded_app.configure(
+        worker_count=1, batch_size=1, latency=0.1, relay_backlog_bytes=bound,
+        relays=[f"{rocketman_redis_server.url}?pattern=flood&latency=0.1"],
+    )
+    threaded_app.start()
+    wait_for(lambda: subscribers(redis_publisher) == 1, "the relay to subscribe")
+    relay = threaded_app._relays[0]
+    storage = threaded_app._storage
+    assert isinstance(relay, RedisRelay) and storage is not None
+    message_bytes = 512 * 1024
+    total = 40  # 20 MiB published into a 4 MiB bound
+    with caplog.at_level("WARNING", logger="rocketman"):
+        for n in range(total):
+            redis_publisher.publish("flood", json.dumps({"n": n, "pad": "x" * message_bytes}))
+        wait_for(lambda: relay.stats()["received"] == total, "every message at the relay")
+        backlog = storage.backlog_bytes()  # type: ignore[attr-defined]
+        stats = relay.stats()
+    assert backlog <= bound + 2 * message_bytes, f"{backlog} bytes held, the bound is {bound}"
+    assert stats["dropped_backlog_full"] >= total // 2, stats
+    assert stats["emitted"] + stats["dropped_backlog_full"] == total, stats
+    lines = [r for r in caplog.records if "relay_backlog_bytes" in r.getMessage()]
+    assert len(lines) == 1, [r.getMessage() for r in lines]
+    assert lines[0].levelno == logging.WARNING
+    release.set()
+    assert threaded_app.drain(timeout=30)
+    assert len(handled) == stats["emitted"], "what the relay emitted is handled; only the excess dropped"
