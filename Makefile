@@ -9,7 +9,11 @@ BIN := $(VENV)/bin
 CORE := -e backends/memory -e backends/threads -e .
 ALL := $(CORE) -e relays/redis -e backends/redis -e examples/rocketman-nats
 
-.PHONY: demo test check install-core install-all bench clean
+# Every distribution of this repository, for `make wheels`.
+DISTRIBUTIONS := . backends/memory backends/threads backends/redis[hiredis] relays/redis examples/rocketman-nats
+DIST ?= dist
+
+.PHONY: demo test check install-core install-all bench wheels clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +39,13 @@ test: check
 bench: install-all
 	$(BIN)/pip install --quiet -r bench/requirements.txt
 	$(BIN)/python -m bench
+
+# Wheels of every distribution and of everything they depend on, in $(DIST):
+# `pip install --no-index --find-links dist rocketman-redis` then works on a
+# machine without an index (same Python version and platform as this one).
+wheels: $(BIN)/python
+	rm -rf $(DIST)
+	$(BIN)/pip wheel --quiet --wheel-dir $(DIST) $(DISTRIBUTIONS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache
