@@ -64,18 +64,23 @@ class Script:
 class _Held:
     """The connection one thread holds; back to the pool when the thread ends."""
 
-    __slots__ = ("__weakref__", "connection", "forks", "pool")
+    __slots__ = ("__weakref__", "connection", "forks", "pid", "pool")
 
     def __init__(self, pool: ConnectionPool) -> None:
         self.pool = pool
         self.forks = _forks
+        self.pid = os.getpid()
         self.connection: Any = None
         # Connects at once (redis-py 8), so it may raise: __del__ must cope.
         self.connection = pool.get_connection()
 
     def __del__(self) -> None:
-        # A thread-local value dies with its thread: give the connection back.
-        if self.forks == _forks and self.connection is not None:
+        # A thread-local value dies with its thread: give the connection back,
+        # in the process that took it only. A forked child collects what the
+        # parent's threads held in fork callbacks that may run before ours
+        # bumps _forks (so the pid, not the counter): giving it back there
+        # would reset the pool under a lock a parent thread may have held.
+        if self.pid == os.getpid() and self.connection is not None:
             # At interpreter exit the pool may be half torn down already.
             with contextlib.suppress(Exception):
                 self.pool.release(self.connection)

@@ -51,3 +51,43 @@ def test_a_forked_child_uses_the_redis_storage_object_of_its_parent(rocketman_re
     assert "child exit 0" in done.stdout, done.stdout + done.stderr
     handled = [line.split(" in ")[0] for line in done.stdout.splitlines() if " in " in line]
     assert handled == ["from the child", "from the parent"], done.stdout
+
+
+def test_a_fork_while_another_thread_holds_the_pool_lock_does_not_hang_the_child(
+    rocketman_redis_server: Any,
+) -> None:
+    """A parent thread's connection, collected in the child during the fork, is not given back.
+
+    At a fork the child collects what the parent's threads held, in fork
+    callbacks that may run before the storage learns of the fork. Giving a
+    connection back then makes redis-py reset the pool under its lock, which a
+    parent thread may hold at that instant: the child hung for ever (1 run in
+    30 under load). Here a thread holds the lock at the fork, deterministically.
+    """
+    code = textwrap.dedent(f"""
+        import os, threading, time
+        parents_connections = []
+        os.register_at_fork(after_in_child=parents_connections.clear)  # runs before the storage's
+        import redis
+        from rocketman_redis import RedisStorage
+        storage = RedisStorage({rocketman_redis_server.url!r}, namespace="fork-lock")
+        wire = storage._wire
+        wire.connection()                                    # this thread's connection
+        parents_connections.append(wire._local.__dict__.pop("held"))
+        holding = threading.Event()
+        def hold():
+            with wire.pool._lock:
+                holding.set()
+                time.sleep(30)
+        threading.Thread(target=hold, daemon=True).start()
+        holding.wait()
+        pid = os.fork()
+        if pid == 0:
+            storage._wire.connection()                       # a pool of the child's own
+            os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        print("child exit", os.waitstatus_to_exitcode(status))
+        os._exit(0)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
+    assert "child exit 0" in done.stdout, done.stdout + done.stderr
