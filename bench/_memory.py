@@ -74,14 +74,14 @@ def hook_check_cost_us(count: int = 1_000_000) -> float:
     app = rocketman_core.Rocketman()
     app.configure(executor="inline")
     app.emit("warm.up")
-    assert not (app._hook_emitted or app._hook_handled or app._hook_failed)
+    assert not (app._hooks.emitted or app._hooks.handled or app._hooks.failed)
     started = time.perf_counter()
     for _ in range(count):
-        if app._hook_emitted:
+        if app._hooks.emitted:
             pass
-        if app._hook_handled:
+        if app._hooks.handled:
             pass
-        if app._hook_failed:
+        if app._hooks.failed:
             pass
     looped = time.perf_counter() - started
     started = time.perf_counter()

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple
 
 from ._contracts import Storage
 from ._envelope import Event, MalformedMessage, decode, encode_event
 from ._text import plural
 
-__all__ = ["DeadLetterRecord", "DeadLetters", "matches", "to_record"]
+__all__ = ["DeadLetterBook", "DeadLetterRecord", "matches", "to_record"]
 
 logger = logging.getLogger("rocketman")
 
@@ -72,24 +72,22 @@ def matches(record: DeadLetterRecord, event: str | None, consumer: str | None) -
     )
 
 
-class DeadLetters:
-    """Listing, replaying and purging dead letters, for the runtime that mixes it in."""
+class DeadLetterBook:
+    """Listing, replaying and purging the dead letters of a storage, as the runtime's API shows them.
 
-    _storage: Storage | None
+    ``storage()`` returns the storage to work on (the runtime builds it on
+    first use). The runtime's methods of the same names document the
+    arguments.
+    """
 
-    def _prepare(self) -> Storage:
-        raise NotImplementedError  # provided by Rocketman
+    def __init__(self, storage: Callable[[], Storage]) -> None:
+        self._storage = storage
 
-    def dead_letters(
+    def records(
         self, *, event: str | None = None, consumer: str | None = None, limit: int | None = None
     ) -> list[DeadLetterRecord]:
-        """List dead letters, oldest first, filtered by event name and consumer.
-
-        ``event`` and ``consumer`` may use ``*`` patterns; ``consumer`` matches
-        the consumer's name (its subscription: ``module:qualname`` unless it
-        was given a ``name=``).
-        """
-        storage = self._storage or self._prepare()
+        """Dead letters, oldest first, filtered by event name and consumer (``*`` patterns)."""
+        storage = self._storage()
         exact = consumer if consumer is not None and "*" not in consumer else None
         if event is None and (consumer is None or exact is not None):
             # Nothing to filter here: the storage applies the limit itself.
@@ -98,26 +96,18 @@ class DeadLetters:
         records = [r for r in records if matches(r, event, consumer)]
         return records[:limit] if limit is not None else records
 
-    def replay_dead_letters(
+    def replay(
         self,
         *,
         event: str | None = None,
         consumer: str | None = None,
         ids: Iterable[str] | None = None,
     ) -> int:
-        """Put dead letters back in the queue, with their attempts reset.
-
-        Without arguments, replays all of them. Each goes back to the
-        subscription it was for, and only to it. Malformed messages are not
-        replayed (they would fail again); purge them. A letter that cannot be
-        replayed (its payload cannot be written back as JSON, its
-        subscription no longer exists) stays, and is reported in a WARNING;
-        the others are replayed. Returns how many were.
-        """
-        storage = self._storage or self._prepare()
+        """Queue chosen dead letters again, attempts reset; a letter that cannot be stays, with a WARNING."""
+        storage = self._storage()
         wanted = set(ids) if ids is not None else None
         replacements: dict[str, tuple[str, bytes]] = {}
-        for record in self.dead_letters(event=event, consumer=consumer):
+        for record in self.records(event=event, consumer=consumer):
             if record.event is None or record.consumer is None:
                 continue
             if wanted is not None and record.id not in wanted:
@@ -136,20 +126,20 @@ class DeadLetters:
                 len(replacements) - replayed, plural(len(replacements), "dead letter"))
         return replayed
 
-    def purge_dead_letters(
+    def purge(
         self,
         *,
         event: str | None = None,
         consumer: str | None = None,
         ids: Iterable[str] | None = None,
     ) -> int:
-        """Delete dead letters; without arguments, all of them. Returns how many."""
-        storage = self._storage or self._prepare()
+        """Delete chosen dead letters; without arguments, all of them. Returns how many."""
+        storage = self._storage()
         if event is None and consumer is None and ids is None:
             return storage.purge_dead_letters(None)
         wanted = set(ids) if ids is not None else None
         chosen = [
-            r.id for r in self.dead_letters(event=event, consumer=consumer)
+            r.id for r in self.records(event=event, consumer=consumer)
             if wanted is None or r.id in wanted
         ]
         return storage.purge_dead_letters(chosen) if chosen else 0

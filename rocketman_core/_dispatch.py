@@ -1,7 +1,11 @@
 """The worker loop: reserve a batch, dispatch each event, retry or dead-letter, acknowledge.
 
-A mixin of :class:`rocketman_core.Rocketman`, kept apart because it is the
-hot path: every line here runs once per event.
+:class:`WorkerLoop` is built by the runtime when its workers start, from
+what it needs: the storage and its features, the consumers, the settings,
+the hooks and the hosting of subscriptions; the executor runs its
+:meth:`~WorkerLoop.run` on each worker. It is the hot path: every line here
+runs once per event. :func:`dispatch_inline` is the ``inline`` executor's
+path, in the emitting thread.
 """
 
 from __future__ import annotations
@@ -13,23 +17,26 @@ import traceback
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._backends import StorageFeatures
 from ._config import Settings
 from ._consumers import Consumers, ConsumerSpec
-from ._contracts import Storage
+from ._contracts import Delivery, Storage
 from ._envelope import (
     Event,
     MalformedMessage,
-    _decode_json,
-    _encode_json,
     decode,
     encode_event,
-    payload_error,
+    payload_from_text,
+    payload_text,
 )
-from ._plugins import Plugins
+from ._hooks import Hooks
 from ._text import plural
 from ._urls import mask_url
 
-__all__ = ["Dispatch"]
+if TYPE_CHECKING:
+    from ._hosting import Hosting
+
+__all__ = ["Idle", "Outage", "WorkerLoop", "dispatch_inline", "one_line"]
 
 logger = logging.getLogger("rocketman")
 
@@ -89,39 +96,68 @@ class Outage:
                        lasted, failures)
 
 
-class Dispatch:
-    """Dispatching events to consumers, for the runtime that mixes it in."""
+class Idle:
+    """Where :meth:`Rocketman.drain` waits: the workers notify it after each batch, when someone waits."""
 
-    consumers: Consumers
-    plugins: Plugins
-    _drainers: int
-    _idle: threading.Condition
-    _held: dict[int, Sequence[Any]]
-    _hosted: tuple[str, ...]
-    _outage: Outage
-    _hook_emitted: bool
-    _hook_handled: bool
-    _hook_failed: bool
-    _hook_dead: bool
-    _debug: bool
+    __slots__ = ("condition", "waiting")
 
-    @property
-    def settings(self) -> Settings:
-        raise NotImplementedError  # provided by Rocketman
+    def __init__(self) -> None:
+        self.condition = threading.Condition(threading.Lock())
+        #: How many drain() calls wait now (read without the lock: a worker
+        #: that misses one only delays a drain by its poll interval).
+        self.waiting = 0
 
-    if TYPE_CHECKING:
-        def _wait_for_consumers(self, timeout: float) -> None: ...  # provided by Hosting
+    def notify(self) -> None:
+        if self.waiting:
+            with self.condition:
+                self.condition.notify_all()
 
-    def _work(self, storage: Storage, stopping: threading.Event) -> None:
-        """One worker: reserve a batch for the hosted subscriptions, dispatch each, acknowledge."""
-        settings = self.settings
-        latency, batch_size = settings.latency, settings.batch_size
+
+class WorkerLoop:
+    """The workers of one started runtime: each reserves a batch for the hosted subscriptions, dispatches, acknowledges.
+
+    Thread-safe: every worker runs :meth:`run` on the same object. What each
+    holds is in :attr:`held` (renewed by the heartbeat, given back by a stop
+    that cannot wait).
+    """
+
+    def __init__(self, storage: Storage, features: StorageFeatures, consumers: Consumers,
+                 settings: Settings, hooks: Hooks, hosting: Hosting, idle: Idle, *,
+                 debug: bool = False) -> None:
+        self.storage = storage
+        self.features = features
+        self.consumers = consumers
+        self.settings = settings
+        self.hooks = hooks
+        self.hosting = hosting
+        self.idle = idle
+        self.debug = debug
+        #: The deliveries each worker (by thread id) holds now.
+        self.held: dict[int, Sequence[Delivery]] = {}
+        #: The storage's failures as this process's workers see them.
+        self.outage = Outage()
+
+    def held_deliveries(self) -> list[Delivery]:
+        """Every delivery the workers hold now."""
+        return [delivery for batch in list(self.held.values()) for delivery in batch]
+
+    def give_back_held(self) -> int:
+        """Give back, now, every delivery the workers hold (a stop that cannot wait); return how many."""
+        held = self.held_deliveries()
+        if self.features.release is not None and held:
+            self._give_back(held, "event")
+        return len(held)
+
+    def run(self, stopping: threading.Event) -> None:
+        """One worker: reserve a batch for the hosted subscriptions, dispatch each, acknowledge; until ``stopping``."""
+        storage, hosting, idle = self.storage, self.hosting, self.idle
+        latency, batch_size = self.settings.latency, self.settings.batch_size
         me = threading.get_ident()
-        outage = self._outage
+        outage = self.outage
         while not stopping.is_set():
-            hosted = self._hosted
+            hosted = hosting.hosted
             if not hosted:
-                self._wait_for_consumers(latency)
+                hosting.wait_for_consumers(latency)
                 continue
             try:
                 deliveries = storage.reserve(hosted, latency, batch_size)
@@ -132,36 +168,34 @@ class Dispatch:
                 outage.recovered()
             if not deliveries:
                 continue
-            self._held[me] = deliveries
+            self.held[me] = deliveries
             try:
-                self._run_batch(storage, deliveries, stopping)
+                self.run_batch(deliveries, stopping)
             finally:
-                self._held.pop(me, None)
-            if self._drainers:
-                with self._idle:
-                    self._idle.notify_all()
+                self.held.pop(me, None)
+            idle.notify()
 
-    def _run_batch(self, storage: Storage, deliveries: Sequence[Any], stopping: threading.Event) -> None:
+    def run_batch(self, deliveries: Sequence[Delivery], stopping: threading.Event) -> None:
         """Dispatch a reserved batch, acknowledge what succeeded, give back what was not started.
 
         A consumer's ``KeyboardInterrupt`` (or another BaseException that is
         not a failure) stops this worker: the rest of the batch, the
         interrupted delivery included, goes back before it propagates.
         """
-        release = getattr(storage, "release", None)
-        durable = bool(getattr(storage, "durable", False))
-        done: list[Any] = []
+        storage = self.storage
+        release, durable = self.features.release, self.features.durable
+        done: list[Delivery] = []
         index = 0
         try:
             for index, delivery in enumerate(deliveries):
                 if index and release is not None and stopping.is_set():
                     # Stopping: give back what this worker has not started,
                     # rather than make the stop wait for a whole batch.
-                    self._give_back(release, deliveries[index:])
+                    self._give_back(deliveries[index:])
                     index = len(deliveries)
                     break
                 try:
-                    if self._handle(storage, delivery):
+                    if self.handle(delivery):
                         done.append(delivery)
                 except Exception as error:
                     # The storage failed while recording a retry or a dead
@@ -172,12 +206,12 @@ class Dispatch:
                     logger.error("could not record the outcome of a message (%s); %s",
                                  mask_url(str(error)) or type(error).__name__, kept)
                     if not durable and release is not None:
-                        self._give_back(release, [delivery])
+                        self._give_back([delivery])
             else:
                 index = len(deliveries)
         except BaseException:
             if release is not None:
-                self._give_back(release, deliveries[index:])
+                self._give_back(deliveries[index:])
             raise
         finally:
             try:
@@ -186,22 +220,23 @@ class Dispatch:
                 logger.error("could not acknowledge %s (delivered again): %s",
                              plural(len(done), "message"), mask_url(str(error)))
 
-    @staticmethod
-    def _give_back(release: Any, deliveries: Sequence[Any]) -> None:
-        if not deliveries:
+    def _give_back(self, deliveries: Sequence[Delivery], noun: str = "message") -> None:
+        release = self.features.release
+        if not deliveries or release is None:
             return
         try:
             release(deliveries)
         except Exception as error:
             logger.warning("could not give back %s (their lease will): %s",
-                           plural(len(deliveries), "message"), mask_url(str(error)))
+                           plural(len(deliveries), noun), mask_url(str(error)))
 
-    def _handle(self, storage: Storage, delivery: Any) -> bool:
+    def handle(self, delivery: Delivery) -> bool:
         """Dispatch one delivery to its subscription's consumer.
 
         Returns True when it is to be acknowledged (the consumer succeeded),
         False when the storage already took it back (a retry, a dead letter).
         """
+        storage, hooks = self.storage, self.hooks
         message = delivery.message
         try:
             event = decode(message)
@@ -209,9 +244,8 @@ class Dispatch:
             reason = f"malformed message: {error}"
             logger.warning("dead-lettering a malformed message of %s: %s", delivery.subscription, error)
             storage.dead_letter(delivery, message, reason)
-            if self._hook_dead:
-                self._call_hook("rocketman_event_dead_lettered", event=None,
-                                consumer=delivery.subscription, reason=reason)
+            if hooks.dead_lettered:
+                hooks.event_dead_lettered(None, delivery.subscription, reason)
             return False
         spec = self.consumers.by_name.get(delivery.subscription)
         if spec is None:
@@ -222,27 +256,24 @@ class Dispatch:
             )
             logger.warning("dead-lettering %s (id %s): %s", event.name, event.id, reason)
             storage.dead_letter(delivery, message, reason)
-            if self._hook_dead:
-                self._call_hook("rocketman_event_dead_lettered", event=event,
-                                consumer=delivery.subscription, reason=reason)
+            if hooks.dead_lettered:
+                hooks.event_dead_lettered(event, delivery.subscription, reason)
             return False
-        if self._debug:
+        if self.debug:
             logger.debug("dispatching %s (id %s) to %s", event.name, event.id, spec.name)
-        timed = self._hook_handled
+        timed = hooks.handled
         started = time.perf_counter() if timed else 0.0
         try:
             spec.invoke(event.payload, event)
         except (Exception, SystemExit) as error:  # a consumer's sys.exit() is its failure, not ours
-            self._failed(storage, delivery, event, spec, error)
+            self._failed(delivery, event, spec, error)
             return False
         if timed:
-            self._call_hook("rocketman_event_handled", event=event, consumer=spec.name,
-                            duration=time.perf_counter() - started)
+            hooks.event_handled(event, spec.name, time.perf_counter() - started)
         return True
 
-    def _failed(self, storage: Storage, delivery: Any, event: Event, spec: ConsumerSpec,
-                error: BaseException) -> None:
-        settings = self.settings
+    def _failed(self, delivery: Delivery, event: Event, spec: ConsumerSpec, error: BaseException) -> None:
+        storage, hooks, settings = self.storage, self.hooks, self.settings
         attempt = event.attempt + 1
         retry = event.attempt < settings.max_retries
         try:
@@ -255,9 +286,8 @@ class Dispatch:
             logger.error("consumer %s failed on %s (id %s); its retry cannot be written back as "
                          "JSON: dead-lettered as it came", spec.name, event.name, event.id)
             storage.dead_letter(delivery, delivery.message, reason)
-            if self._hook_failed:
-                self._call_hook("rocketman_event_failed", event=event, consumer=spec.name,
-                                error=error, will_retry=False)
+            if hooks.failed:
+                hooks.event_failed(event, spec.name, error, will_retry=False)
             return
         # One line per incident for people on call; the traceback is in the
         # dead letter, and at DEBUG.
@@ -284,44 +314,37 @@ class Dispatch:
             logger.debug("consumer %s failed on %s (id %s) for the last time", spec.name,
                          event.name, event.id, exc_info=error)
             storage.dead_letter(delivery, message, reason)
-        if self._hook_failed:
-            self._call_hook("rocketman_event_failed", event=event, consumer=spec.name,
-                            error=error, will_retry=retry)
-        if not retry and self._hook_dead:
-            self._call_hook("rocketman_event_dead_lettered", event=event, consumer=spec.name,
-                            reason=str(error))
+        if hooks.failed:
+            hooks.event_failed(event, spec.name, error, will_retry=retry)
+        if not retry and hooks.dead_lettered:
+            hooks.event_dead_lettered(event, spec.name, str(error))
 
-    def _dispatch_inline(self, event_id: str, name: str, payload: Any, text: str | None = None) -> None:
-        """Run every consumer of the event now; ``text``: its payload already encoded."""
+
+def dispatch_inline(consumers: Consumers, event_id: str, name: str, payload: Any,
+                    text: str | None = None, *, debug: bool = False) -> None:
+    """Run every consumer of the event now, in this thread; ``text``: its payload already encoded.
+
+    Every consumer runs; then the first error is raised to the caller (the
+    others are logged), with no retry.
+    """
+    # Round-trip through JSON as a storage would: a consumer sees the same
+    # payload inline as it will with memory or Redis.
+    if text is None:
+        text = payload_text(name, payload)
+    emitted_at = time.time()
+    first: BaseException | None = None
+    for spec in consumers.for_name(name):
+        # Each consumer its own copy, as each subscription decodes its own
+        # delivery on a storage: one consumer's changes never reach another.
+        mine = payload_from_text(text)
+        if debug:
+            logger.debug("dispatching %s (id %s) to %s", name, event_id, spec.name)
         try:
-            # Round-trip through JSON as a storage would: a consumer sees the
-            # same payload inline as it will with memory or Redis.
-            if text is None:
-                text = _encode_json(payload)
-            payload = _decode_json(text)
-        except (TypeError, ValueError) as error:
-            raise payload_error(name, error) from None
-        emitted_at = time.time()
-        first: BaseException | None = None
-        for index, spec in enumerate(self.consumers.for_name(name)):
-            # Each consumer its own copy, as each subscription decodes its own
-            # delivery on a storage: one consumer's changes never reach another.
-            mine = payload if index == 0 else _decode_json(text)
-            if self._debug:
-                logger.debug("dispatching %s (id %s) to %s", name, event_id, spec.name)
-            try:
-                spec.invoke(mine, Event(event_id, name, mine, emitted_at))
-            except (Exception, SystemExit) as error:
-                if first is None:
-                    first = error
-                else:
-                    logger.error("consumer %s failed on %s", spec.name, name, exc_info=error)
-        if first is not None:
-            raise first
-
-    def _call_hook(self, name: str, **kwargs: Any) -> None:
-        try:
-            getattr(self.plugins.manager.hook, name)(**kwargs)
-        except Exception:
-            logger.exception("a plugin's %s hook raised; ignored", name)
-
+            spec.invoke(mine, Event(event_id, name, mine, emitted_at))
+        except (Exception, SystemExit) as error:
+            if first is None:
+                first = error
+            else:
+                logger.error("consumer %s failed on %s", spec.name, name, exc_info=error)
+    if first is not None:
+        raise first

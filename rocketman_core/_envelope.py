@@ -20,6 +20,7 @@ import json
 import os
 import re
 import time
+from collections.abc import Sequence
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any, NamedTuple
 
@@ -28,8 +29,13 @@ __all__ = [
     "MalformedMessage",
     "decode",
     "encode",
-    "encode_basestring_ascii",
+    "encode_event",
     "new_id",
+    "new_message",
+    "new_messages",
+    "payload_error",
+    "payload_from_text",
+    "payload_text",
     "validate_name",
 ]
 
@@ -146,6 +152,61 @@ def validate_name(name: Any) -> str:
     if len(_valid_names) < 10_000:
         _valid_names[name] = encode_basestring_ascii(name)
     return name
+
+
+def new_message(name: Any, payload: Any) -> tuple[str, bytes]:
+    """A new event's id and envelope, from a name to check and a payload to encode: emit's path.
+
+    Raises ``ValueError`` for an invalid name and ``TypeError`` (from
+    :func:`payload_error`) for a payload JSON cannot carry. The same bytes as
+    :func:`encode`, written out: this runs once per emitted event.
+    """
+    quoted = _valid_names.get(name) if type(name) is str else None
+    if quoted is None:
+        validate_name(name)
+        quoted = _valid_names.get(name) or encode_basestring_ascii(name)
+    try:
+        body = _encode_json(payload)
+    except (TypeError, ValueError, RecursionError) as error:
+        raise payload_error(name, error) from None
+    event_id = new_id()
+    return event_id, (f'{{"id":"{event_id}","name":{quoted},"emitted_at":{time.time():.3f},'
+                      f'"attempt":0,"payload":{body}}}').encode()
+
+
+def new_messages(events: Sequence[tuple[str, Any]]) -> tuple[list[str], list[tuple[str, bytes]]]:
+    """Ids and ``(name, envelope)`` pairs of new events with valid names, one clock reading for all.
+
+    Raises ``TypeError`` for the first payload JSON cannot carry, before
+    returning anything: one bad payload makes none.
+    """
+    emitted_at = f"{time.time():.3f}"
+    ids: list[str] = []
+    messages: list[tuple[str, bytes]] = []
+    for name, payload in events:
+        try:
+            body = _encode_json(payload)
+        except (TypeError, ValueError, RecursionError) as error:
+            raise payload_error(name, error) from None
+        event_id = new_id()
+        quoted = _valid_names.get(name) or encode_basestring_ascii(name)
+        ids.append(event_id)
+        messages.append((name, f'{{"id":"{event_id}","name":{quoted},"emitted_at":{emitted_at},'
+                               f'"attempt":0,"payload":{body}}}'.encode()))
+    return ids, messages
+
+
+def payload_text(name: str, payload: Any) -> str:
+    """``payload`` as JSON text; raise ``TypeError`` (:func:`payload_error`) when JSON cannot carry it."""
+    try:
+        return _encode_json(payload)
+    except (TypeError, ValueError, RecursionError) as error:
+        raise payload_error(name, error) from None
+
+
+def payload_from_text(text: str) -> Any:
+    """A fresh payload parsed from :func:`payload_text`'s output (each call its own objects)."""
+    return _decode_json(text)
 
 
 def encode(

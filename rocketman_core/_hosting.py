@@ -8,7 +8,8 @@ the storage every few seconds that it is still there
 what, and when a subscription was last hosted. The same heartbeat thread
 renews the leases of the deliveries the workers hold.
 
-A mixin of :class:`rocketman_core.Rocketman`.
+The runtime builds one :class:`Hosting` when its workers start, and stops it
+when they stop.
 """
 
 from __future__ import annotations
@@ -17,12 +18,13 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
+from ._backends import StorageFeatures
 from ._config import Settings
 from ._consumers import Consumers
-from ._contracts import Storage, Subscription
+from ._contracts import Delivery, Storage, Subscription
 from ._text import duration, plural
 from ._urls import mask_url
 
@@ -58,23 +60,25 @@ def new_host_id() -> str:
 
 
 class Hosting:
-    """Registering and keeping alive the subscriptions this process hosts."""
+    """The subscriptions one started runtime hosts: registered, reserved for, kept alive.
 
-    consumers: Consumers
-    _lock: Any
-    _storage: Storage | None
-    _workers_running: bool
-    _held: dict[int, Sequence[Any]]
-    _heartbeat: threading.Thread | None
-    _heartbeat_stop: threading.Event
+    ``lock`` is the runtime's lock, held by every change of what is hosted
+    (the runtime holds it too while it starts and stops). After :meth:`stop`
+    nothing is registered or hosted any more.
+    """
 
-    @property
-    def settings(self) -> Settings:
-        raise NotImplementedError  # provided by Rocketman
-
-    def _reset_hosting(self) -> None:
-        self._host = new_host_id()
-        self._hosted: tuple[str, ...] = ()
+    def __init__(self, storage: Storage, features: StorageFeatures, consumers: Consumers,
+                 settings: Settings, lock: Any) -> None:
+        self.storage = storage
+        self.features = features
+        self.consumers = consumers
+        self.settings = settings
+        self._lock = lock
+        self._stopped = False
+        #: This process's name in the storage.
+        self.host_id = new_host_id()
+        #: The names of the subscriptions the workers reserve for.
+        self.hosted: tuple[str, ...] = ()
         self._registered: dict[str, Subscription] = {}
         self._unregistered = False  # a registration failed: the heartbeat tries again
         self._warned_unstable: set[str] = set()
@@ -82,10 +86,12 @@ class Hosting:
         self._hosting = threading.Condition(threading.Lock())
         self._rehosted_at = self._changed_at = 0.0
         self._rehost_timer: threading.Timer | None = None
+        self._heartbeat: threading.Thread | None = None
+        self._heartbeat_stop = threading.Event()
 
     # -- registering ---------------------------------------------------------
 
-    def _host_consumers(self, storage: Storage, names: Sequence[str] | None = None) -> None:
+    def host(self, names: Sequence[str] | None = None) -> None:
         """Register the subscriptions of the consumers ``names`` (None: all), and host them.
 
         The storage learns of a new subscription at once (an event emitted
@@ -100,7 +106,7 @@ class Hosting:
         changed = [s for s in subscriptions if self._registered.get(s.name) != s]
         if changed:
             try:
-                self._register(storage, changed)
+                self._register(changed)
             except Exception as error:
                 self._unregistered = True
                 logger.error(
@@ -113,44 +119,42 @@ class Hosting:
         in_burst = now - self._changed_at < REHOST_QUIET
         self._changed_at = now
         if names is None or not in_burst:
-            self._rehost(storage)
+            self._rehost()
         elif self._rehost_timer is None:
-            self._rehost_later(storage, timer=False)
+            self._rehost_later(timer=False)
 
-    def _rehost_later(self, storage: Storage, timer: bool = True) -> None:
+    def _rehost_later(self, timer: bool = True) -> None:
         """Rehost once the burst of changes pauses, or has lasted REHOST_AT_MOST; else look again."""
         with self._lock:
             self._rehost_timer = None
-            if self._storage is not storage or not self._workers_running:
+            if self._stopped:
                 return
             now = time.monotonic()
             quiet_at = self._changed_at + REHOST_QUIET
             if timer and (now >= quiet_at or now >= self._rehosted_at + REHOST_AT_MOST):
-                self._rehost(storage)
+                self._rehost()
                 return
             wait = max(0.001, min(quiet_at, self._rehosted_at + REHOST_AT_MOST) - now)
-            self._rehost_timer = threading.Timer(wait, self._rehost_later, (storage,))
+            self._rehost_timer = threading.Timer(wait, self._rehost_later)
             self._rehost_timer.daemon = True
             self._rehost_timer.start()
 
-    def _rehost(self, storage: Storage) -> None:
+    def _rehost(self) -> None:
         """Make the workers reserve for every registered consumer."""
         self._rehosted_at = time.monotonic()
         hosted = self.consumers.names()
-        if hosted != self._hosted:
-            self._hosted = hosted
-            with self._hosting:
-                self._hosting.notify_all()
-            interrupt = getattr(storage, "interrupt", None)
-            if interrupt is not None:
+        if hosted != self.hosted:
+            self.hosted = hosted
+            self.wake()
+            if self.features.interrupt is not None:
                 # Blocked reserves name the old set: let them start again with this one.
-                interrupt()
+                self.features.interrupt()
 
-    def _register(self, storage: Storage, subscriptions: Sequence[Subscription]) -> None:
-        durable = bool(getattr(storage, "durable", False))
+    def _register(self, subscriptions: Sequence[Subscription]) -> None:
+        durable = self.features.durable
         if durable:
             self._warn_unstable(subscriptions)
-        registrations = storage.subscribe(subscriptions, self._host)
+        registrations = self.storage.subscribe(subscriptions, self.host_id)
         for registration, subscription in zip(registrations, subscriptions, strict=False):
             patterns = " ".join(subscription.patterns)
             if registration.previous is not None:
@@ -179,77 +183,84 @@ class Hosting:
                 "one. Name it: @on_event(%r, name=\"...\")", spec.name, spec.unstable, spec.pattern,
             )
 
-    def _leave(self, storage: Storage) -> None:
-        """Tell the storage this process no longer hosts its subscriptions (a clean stop)."""
-        if not self._hosted:
-            return
-        try:
-            storage.leave(self._host, self._hosted)
-        except Exception as error:
-            logger.debug("could not say this process stops hosting: %s", mask_url(str(error)))
-
-    def _consumers_changed(self, names: tuple[str, ...] | None) -> None:
-        storage = self._storage
-        if storage is None or not self._workers_running:
-            return
+    def consumers_changed(self, names: tuple[str, ...] | None) -> None:
+        """Host the consumers ``names`` just added or changed (None: all of them again)."""
         with self._lock:
-            if self._storage is storage and self._workers_running:
-                self._host_consumers(storage, names)
+            if not self._stopped:
+                self.host(names)
 
-    def _wait_for_consumers(self, timeout: float) -> None:
+    def wait_for_consumers(self, timeout: float) -> None:
         """Block a worker that has nothing to host until a consumer is added, or ``timeout``."""
         with self._hosting:
-            if not self._hosted:
+            if not self.hosted:
                 self._hosting.wait(timeout)
 
-    def _wake_hosting(self) -> None:
+    def wake(self) -> None:
+        """Wake the workers waiting for consumers (what is hosted changed, or they are stopping)."""
         with self._hosting:
             self._hosting.notify_all()
 
+    def stop(self) -> None:
+        """Stop the heartbeat and tell the storage this process no longer hosts its subscriptions.
+
+        For a clean stop, once the workers stopped. Idempotent.
+        """
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            if self._rehost_timer is not None:
+                self._rehost_timer.cancel()
+        self._heartbeat_stop.set()
+        if not self.hosted:
+            return
+        try:
+            self.storage.leave(self.host_id, self.hosted)
+        except Exception as error:
+            logger.debug("could not say this process stops hosting: %s", mask_url(str(error)))
+
     # -- the heartbeat -------------------------------------------------------
 
-    def _start_heartbeat(self, storage: Storage) -> None:
-        """Renew held leases and keep the hosted subscriptions alive, on one daemon thread."""
-        interval = getattr(storage, "renew_interval", None)
-        durable = bool(getattr(storage, "durable", False))
+    def start_heartbeat(self, held: Callable[[], list[Delivery]]) -> None:
+        """Renew the leases of what ``held()`` returns and keep the hosted subscriptions alive, on one daemon thread."""
+        interval = self.features.renew_interval
+        durable = self.features.durable
         if not interval and not durable:
             return  # a memory storage: nothing to renew, nobody else to tell
         tick = min(float(interval or KEEP_ALIVE_INTERVAL), KEEP_ALIVE_INTERVAL)
-        self._heartbeat_stop = stop = threading.Event()
+        stop = self._heartbeat_stop
 
         def beat() -> None:
             next_alive = time.monotonic() + KEEP_ALIVE_INTERVAL
             next_check = time.monotonic() + (1.0 if durable else float("inf"))
             while not stop.wait(tick):
                 if interval:
-                    self._renew(storage)
+                    self._renew(held())
                 now = time.monotonic()
                 if now >= next_alive:
                     next_alive = now + KEEP_ALIVE_INTERVAL
-                    self._keep_alive(storage)
+                    self._keep_alive()
                 if now >= next_check:
                     next_check = now + STALE_CHECK_INTERVAL
-                    self._check_stale(storage)
+                    self._check_stale()
 
         self._heartbeat = threading.Thread(target=beat, name="rocketman-heartbeat", daemon=True)
         self._heartbeat.start()
 
-    def _renew(self, storage: Storage) -> None:
-        held = [d for batch in list(self._held.values()) for d in batch]
+    def _renew(self, held: list[Delivery]) -> None:
         if not held:
             return
         try:
-            storage.renew(held)
+            self.storage.renew(held)
         except Exception as error:
             logger.warning("could not renew the leases of %s: %s",
                            plural(len(held), "message"), mask_url(str(error)))
 
-    def _keep_alive(self, storage: Storage) -> None:
+    def _keep_alive(self) -> None:
         try:
             if self._unregistered:
-                with self._lock:
-                    self._host_consumers(storage)
-            missing = storage.keep_alive(self._host, self._hosted)
+                self.consumers_changed(None)
+            missing = self.storage.keep_alive(self.host_id, self.hosted)
         except Exception as error:
             logger.debug("keep-alive failed: %s", mask_url(str(error)))
             return
@@ -262,10 +273,10 @@ class Hosting:
             with self._lock:
                 for name in missing:
                     self._registered.pop(name, None)
-                self._host_consumers(storage)
+            self.consumers_changed(None)
 
-    def _check_stale(self, storage: Storage) -> None:
-        settings = self.settings
+    def _check_stale(self) -> None:
+        settings, storage = self.settings, self.storage
         try:
             infos = storage.subscriptions()
         except Exception as error:
@@ -273,7 +284,7 @@ class Hosting:
             return
         now = time.time()
         for info in infos:
-            if info.name in self._hosted:
+            if info.name in self.hosted:
                 continue
             seen = info.last_seen if info.last_seen is not None else info.created_at
             idle = now - seen

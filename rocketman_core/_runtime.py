@@ -9,9 +9,17 @@ import sys
 import threading
 import time
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
+from ._backends import (
+    Durable,
+    StorageFeatures,
+    check_contract,
+    check_storage,
+    close_quietly,
+    is_synchronous,
+)
 from ._config import Settings
 from ._consumers import (
     Consumers,
@@ -20,19 +28,12 @@ from ._consumers import (
     check_subscription_name,
     is_method_definition,
 )
-from ._contracts import STORAGE_CONTRACT, Executor, Relay, Storage, SubscriptionInfo
-from ._dead_letters import DeadLetterRecord, DeadLetters
-from ._dispatch import Dispatch, Outage
-from ._envelope import (
-    Event,
-    _encode_json,
-    _valid_names,
-    encode_basestring_ascii,
-    new_id,
-    payload_error,
-    validate_name,
-)
+from ._contracts import Executor, Relay, Storage, SubscriptionInfo
+from ._dead_letters import DeadLetterBook, DeadLetterRecord
+from ._dispatch import Idle, WorkerLoop, dispatch_inline
+from ._envelope import Event, new_id, new_message, new_messages, payload_text, validate_name
 from ._errors import BacklogFull, ConfigurationError
+from ._hooks import Hooks
 from ._hosting import Hosting
 from ._plugins import Plugins
 from ._text import plural
@@ -54,12 +55,17 @@ class _Unset:
 _UNSET: Any = _Unset()
 
 
-class Rocketman(Dispatch, Hosting, DeadLetters):
+class Rocketman:
     """One rocketman runtime: its settings, consumers, storage and workers.
 
     The module-level functions (``rocketman.emit``, ``rocketman.on_event``...)
     use the default runtime; tests make their own (see the ``rocketman_app``
     pytest fixture). Every method is thread-safe.
+
+    It is made of parts, built when it starts (the first emit, :meth:`start`):
+    the storage and its features (:mod:`._backends`), the :class:`Hosting` of
+    its consumers' subscriptions, the :class:`WorkerLoop` the executor runs,
+    the :class:`Hooks` of its plugins, and its :class:`DeadLetterBook`.
     """
 
     def __init__(self, *, plugins: Plugins | None = None) -> None:
@@ -73,29 +79,24 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
         self._new_locks()
         self._reset_state()
         self._atexit_registered = False
+        self._letters = DeadLetterBook(lambda: self.storage)
         _track_fork(self)
 
     def _new_locks(self) -> None:
         self._lock = threading.RLock()
-        self._idle = threading.Condition(threading.Lock())
+        self._idle = Idle()
 
     def _reset_state(self) -> None:
+        # What a start builds; shutdown() and a fork come back here.
         self._storage: Storage | None = None
+        self._features = StorageFeatures(False, None, None, None, None)
         self._storage_owned = False
         self._executor: Executor | None = None
-        self._workers_running = False
         self._relays: list[Relay] = []
         self._synchronous = False
-        self._drainers = 0
-        self._held: dict[int, Sequence[Any]] = {}
-        self._heartbeat: threading.Thread | None = None
-        self._heartbeat_stop = threading.Event()
-        self._hook_emitted = False
-        self._hook_handled = False
-        self._hook_failed = False
-        self._hook_dead = False
-        self._outage = Outage()
-        self._reset_hosting()
+        self._hooks = Hooks(self.plugins)
+        self._hosting: Hosting | None = None
+        self._worker: WorkerLoop | None = None
 
     # -- configuration -----------------------------------------------------
 
@@ -173,7 +174,7 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
                     if kind == "storage":
                         check_storage(spec)
                     else:
-                        _check_contract(kind, spec, contract)
+                        check_contract(kind, spec, contract)
                     continue
                 if kind == "relay":
                     spec = self._relay_spec(spec, settings)
@@ -183,14 +184,9 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
                     try:
                         check_storage(built, spec, self.plugins.backend("storage", name).plugin.origin)
                     except ConfigurationError:
-                        _close_quietly(built)
+                        close_quietly(built)
                         raise
-                closing = getattr(built, "close", None) if kind == "storage" else None
-                if closing is not None:
-                    try:
-                        closing()
-                    except Exception:
-                        logger.debug("closing a storage built to check it failed", exc_info=True)
+                    close_quietly(built)
 
     @property
     def settings(self) -> Settings:
@@ -207,7 +203,7 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
         """Register a plugin object in code, without installing a distribution."""
         self.plugins.register(plugin, name)
         if self._storage is not None:
-            self._refresh_hooks()
+            self._hooks.refresh()
 
     # -- consumers ---------------------------------------------------------
 
@@ -251,8 +247,7 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
         :class:`BacklogFull` at once, and drops the message: waiting would
         only make its server disconnect it.
         """
-        storage = self._storage
-        backlog = getattr(storage, "backlog_bytes", None) if storage is not None else None
+        backlog = self._features.backlog_bytes
         if backlog is not None:
             limit = self.settings.relay_backlog_bytes
             if limit and backlog() >= limit:
@@ -273,26 +268,16 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
         storage = self._storage
         if storage is None:
             storage = self._prepare()
-        quoted = _valid_names.get(name) if type(name) is str else None
-        if quoted is None:
-            validate_name(name)
-            quoted = _valid_names.get(name) or encode_basestring_ascii(name)
-        event_id = new_id()
         if self._synchronous:
-            self._dispatch_inline(event_id, name, payload)
+            validate_name(name)
+            event_id = new_id()
+            dispatch_inline(self.consumers, event_id, name, payload, debug=self._debug)
         else:
-            # encode(), written out: this is the hot path of every producer.
-            try:
-                body = _encode_json(payload)
-            except (TypeError, ValueError, RecursionError) as error:
-                raise payload_error(name, error) from None
-            storage.push(
-                name,
-                f'{{"id":"{event_id}","name":{quoted},"emitted_at":{time.time():.3f},'
-                f'"attempt":0,"payload":{body}}}'.encode(),
-            )
-        if self._hook_emitted:
-            self._call_hook("rocketman_event_emitted", event=Event(event_id, name, payload, time.time()))
+            event_id, message = new_message(name, payload)
+            storage.push(name, message)
+        hooks = self._hooks
+        if hooks.emitted:
+            hooks.event_emitted(Event(event_id, name, payload, time.time()))
         if self._debug:
             logger.debug("emitted %s (id %s)", name, event_id)
         return event_id
@@ -307,35 +292,21 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
         if storage is None:
             storage = self._prepare()
         pairs = [(validate_name(name), payload) for name, payload in events]
-        ids = [new_id() for _ in pairs]
         if self._synchronous:
             # Every payload encoded before any consumer runs: one bad payload
             # emits none, inline as with a storage.
-            texts = []
-            for name, payload in pairs:
-                try:
-                    texts.append(_encode_json(payload))
-                except (TypeError, ValueError, RecursionError) as error:
-                    raise payload_error(name, error) from None
+            texts = [payload_text(name, payload) for name, payload in pairs]
+            ids = [new_id() for _ in pairs]
             for event_id, (name, payload), text in zip(ids, pairs, texts, strict=True):
-                self._dispatch_inline(event_id, name, payload, text)
+                dispatch_inline(self.consumers, event_id, name, payload, text, debug=self._debug)
         else:
-            # encode(), written out as in emit(): one clock reading for the batch.
-            emitted_at = f"{time.time():.3f}"
-            messages = []
-            for event_id, (name, payload) in zip(ids, pairs, strict=True):
-                try:
-                    body = _encode_json(payload)
-                except (TypeError, ValueError, RecursionError) as error:
-                    raise payload_error(name, error) from None
-                quoted = _valid_names.get(name) or encode_basestring_ascii(name)
-                messages.append((name, f'{{"id":"{event_id}","name":{quoted},"emitted_at":{emitted_at},'
-                                       f'"attempt":0,"payload":{body}}}'.encode()))
+            ids, messages = new_messages(pairs)
             storage.push_many(messages)
-        if self._hook_emitted:
+        hooks = self._hooks
+        if hooks.emitted:
             now = time.time()
             for event_id, (name, payload) in zip(ids, pairs, strict=True):
-                self._call_hook("rocketman_event_emitted", event=Event(event_id, name, payload, now))
+                hooks.event_emitted(Event(event_id, name, payload, now))
         return ids
 
     # -- lifecycle ---------------------------------------------------------
@@ -358,26 +329,33 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
             if isinstance(settings.storage, str):
                 name = settings.storage.split("://", 1)[0].lower()
                 try:
-                    check_storage(storage, settings.storage, self.plugins.backend("storage", name).plugin.origin)
+                    features = check_storage(storage, settings.storage,
+                                             self.plugins.backend("storage", name).plugin.origin)
                 except ConfigurationError:
-                    _close_quietly(storage)
+                    close_quietly(storage)
                     raise
+            else:
+                features = check_storage(storage)
             executor = self._build("executor", settings.executor, settings.executor_options)
             self._storage_owned = isinstance(settings.storage, str)
+            self._features = features
             self._executor = executor
-            self._synchronous = bool(getattr(executor, "synchronous", False))
-            self._refresh_hooks()
+            self._synchronous = is_synchronous(executor)
+            self._hooks.refresh()
             if not self._atexit_registered:
                 atexit.register(_shutdown_at_exit, weakref.ref(self))
                 self._atexit_registered = True
                 _watch_interrupts()
             if settings.worker_count > 0 and not self._synchronous:
+                hosting = Hosting(storage, features, self.consumers, settings, self._lock)
+                worker = WorkerLoop(storage, features, self.consumers, settings, self._hooks,
+                                    hosting, self._idle, debug=self._debug)
+                self._hosting, self._worker = hosting, worker
                 # Register the subscriptions before the first emit returns,
                 # so that a monolith's own events reach its own consumers.
-                self._workers_running = True
-                self._host_consumers(storage)
-                executor.start(lambda stopping: self._work(storage, stopping), settings.worker_count)
-                self._start_heartbeat(storage)
+                hosting.host()
+                executor.start(worker.run, settings.worker_count)
+                hosting.start_heartbeat(worker.held_deliveries)
             logger.info(
                 "rocketman ready: storage %s, executor %s, %s",
                 _describe(settings.storage), _describe(settings.executor),
@@ -422,18 +400,25 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
             return spec
         return storage.split("?", 1)[0] if same else spec
 
+    @property
+    def storage(self) -> Storage:
+        """The storage this runtime uses: the one it built from the settings, or the object given.
+
+        Reading it starts the runtime as the first emit would (the workers
+        too, when ``worker_count`` is above 0), so that it is the storage
+        events go to.
+        """
+        return self._storage or self._prepare()
+
     def _give_back_held(self) -> int:
         """Give back, now, every delivery the workers hold (a stop that cannot wait); return how many."""
-        storage = self._storage
-        held = [d for batch in list(self._held.values()) for d in batch]
-        release = getattr(storage, "release", None)
-        if release is not None and held:
-            try:
-                release(held)
-            except Exception as error:
-                logger.warning("could not give back %s (their lease will): %s",
-                               plural(len(held), "event"), mask_url(str(error)))
-        return len(held)
+        worker = self._worker
+        return worker.give_back_held() if worker is not None else 0
+
+    def _consumers_changed(self, names: tuple[str, ...] | None) -> None:
+        hosting = self._hosting
+        if hosting is not None:
+            hosting.consumers_changed(names)
 
     def drain(self, timeout: float | None = None) -> bool:
         """Block until every event stored so far is handled by each of its consumers.
@@ -446,9 +431,10 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
         if storage is None or self._synchronous:
             return True
         deadline = None if timeout is None else time.monotonic() + timeout
+        idle = self._idle
         try:
-            with self._idle:
-                self._drainers += 1
+            with idle.condition:
+                idle.waiting += 1
                 try:
                     while True:
                         stats = storage.stats()
@@ -461,9 +447,9 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
                                 return False
                         # Woken by a worker after each batch; the bound covers
                         # workers in other processes and retries falling due.
-                        self._idle.wait(wait)
+                        idle.condition.wait(wait)
                 finally:
-                    self._drainers -= 1
+                    idle.waiting -= 1
         except KeyboardInterrupt:
             # Ctrl-C while waiting: the user wants out now, so the exit's
             # shutdown does not drain again for shutdown_timeout.
@@ -491,8 +477,9 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
                 except Exception:
                     logger.exception("relay %r failed to stop", relay)
             drained = True
-            durable = bool(getattr(storage, "durable", False))
-            if self._workers_running and not durable:
+            features, hosting = self._features, self._hosting
+            durable = features.durable
+            if self._worker is not None and not durable:
                 # A memory queue dies with the process: give the workers time
                 # to finish it. A durable storage keeps what is queued for the
                 # next worker, so stop taking work now.
@@ -501,16 +488,15 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
                 # Tell the workers to stop before waking them: a worker woken
                 # first would start a new wait of `latency` seconds.
                 self._executor.stop(timeout=0)
-                self._wake_hosting()
-                interrupt = getattr(storage, "interrupt", None)
-                if interrupt is not None:
-                    interrupt()
+                if hosting is not None:
+                    hosting.wake()
+                if features.interrupt is not None:
+                    features.interrupt()
                 stopped = self._executor.stop(timeout=max(0.1, deadline - time.monotonic()))
                 if not stopped:
                     logger.warning("some rocketman workers did not stop within %.1fs", timeout)
-            self._heartbeat_stop.set()
-            if self._workers_running:
-                self._leave(storage)
+            if hosting is not None:
+                hosting.stop()
             closed = False
             if self._storage_owned and not durable:
                 # Close first, then count: a memory storage refuses pushes and
@@ -554,13 +540,11 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
 
     def stats(self) -> dict[str, int]:
         """The storage's totals over every subscription: queued, reserved, delayed, dead, parked, dropped."""
-        storage = self._storage or self._prepare()
-        return storage.stats()
+        return self.storage.stats()
 
     def subscriptions(self) -> list[SubscriptionInfo]:
         """Every subscription in the storage, with its patterns, backlog and hosts."""
-        storage = self._storage or self._prepare()
-        return storage.subscriptions()
+        return self.storage.subscriptions()
 
     def remove_subscription(self, name: str) -> bool:
         """Retire the subscription ``name`` with its backlog; return whether it existed.
@@ -568,17 +552,44 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
         Events emitted afterwards no longer reach it. A process that still
         hosts it registers it again at its next keep-alive: stop those first.
         """
-        storage = self._storage or self._prepare()
-        return storage.unsubscribe(name)
+        return self.storage.unsubscribe(name)
 
-    # -- hooks and fork ----------------------------------------------------
+    # -- dead letters --------------------------------------------------------
 
-    def _refresh_hooks(self) -> None:
-        hook = self.plugins.manager.hook
-        self._hook_emitted = bool(hook.rocketman_event_emitted.get_hookimpls())
-        self._hook_handled = bool(hook.rocketman_event_handled.get_hookimpls())
-        self._hook_failed = bool(hook.rocketman_event_failed.get_hookimpls())
-        self._hook_dead = bool(hook.rocketman_event_dead_lettered.get_hookimpls())
+    def dead_letters(
+        self, *, event: str | None = None, consumer: str | None = None, limit: int | None = None
+    ) -> list[DeadLetterRecord]:
+        """List dead letters, oldest first, filtered by event name and consumer.
+
+        ``event`` and ``consumer`` may use ``*`` patterns; ``consumer`` matches
+        the consumer's name (its subscription: ``module:qualname`` unless it
+        was given a ``name=``).
+        """
+        return self._letters.records(event=event, consumer=consumer, limit=limit)
+
+    def replay_dead_letters(
+        self, *, event: str | None = None, consumer: str | None = None,
+        ids: Iterable[str] | None = None,
+    ) -> int:
+        """Put dead letters back in the queue, with their attempts reset.
+
+        Without arguments, replays all of them. Each goes back to the
+        subscription it was for, and only to it. Malformed messages are not
+        replayed (they would fail again); purge them. A letter that cannot be
+        replayed (its payload cannot be written back as JSON, its
+        subscription no longer exists) stays, and is reported in a WARNING;
+        the others are replayed. Returns how many were.
+        """
+        return self._letters.replay(event=event, consumer=consumer, ids=ids)
+
+    def purge_dead_letters(
+        self, *, event: str | None = None, consumer: str | None = None,
+        ids: Iterable[str] | None = None,
+    ) -> int:
+        """Delete dead letters; without arguments, all of them. Returns how many."""
+        return self._letters.purge(event=event, consumer=consumer, ids=ids)
+
+    # -- fork ----------------------------------------------------------------
 
     def _after_fork_in_child(self) -> None:
         # Threads do not survive fork: forget the parent's workers and locks;
@@ -592,50 +603,7 @@ class Rocketman(Dispatch, Hosting, DeadLetters):
         settings = self._settings
         self._inherited_storage = (
             settings is not None and not isinstance(settings.storage, str)
-            and not getattr(settings.storage, "durable", False)
-        )
-
-
-def check_storage(storage: Any, where: str | None = None, origin: str | None = None) -> None:
-    """Raise :class:`ConfigurationError` unless ``storage`` meets the Storage contract this core speaks.
-
-    ``where`` is the name or URL it was selected by, ``origin`` the
-    distribution that provides it, for the message.
-    """
-    label = repr(mask_url(where)) if where else repr(storage)
-    if origin:
-        label += f" (from {origin})"
-    version = getattr(storage, "contract_version", None)
-    if version is None and not (hasattr(storage, "push") and hasattr(storage, "reserve")):
-        _check_contract("storage", storage, Storage)  # not a storage at all
-    version = 1 if version is None else version
-    if version != STORAGE_CONTRACT:
-        raise ConfigurationError(
-            f"the storage {label} implements rocketman's storage contract {version!r}, and this "
-            f"rocketman needs contract {STORAGE_CONTRACT}: push(name, message), subscribe(), "
-            "reserve(subscriptions, ...), retry_later(delivery, ...) and dead_letter(delivery, ...) "
-            "(see CONTRIBUTING.md, 'Storage contract 2'). Upgrade the storage's distribution, or "
-            "pin rocketman-core<0.2."
-        )
-    _check_contract("storage", storage, Storage)
-
-
-def _close_quietly(storage: Any) -> None:
-    try:
-        storage.close()
-    except Exception:
-        logger.debug("closing a refused storage failed", exc_info=True)
-
-
-def _check_contract(kind: str, spec: Any, contract: type) -> None:
-    if not isinstance(spec, contract):
-        missing = [
-            name for name in dir(contract)
-            if not name.startswith("_") and not hasattr(spec, name)
-        ]
-        raise ConfigurationError(
-            f"{spec!r} is not a {kind}: give a {kind} name, a URL, or an object that meets "
-            f"rocketman_core.{contract.__name__} (it lacks {', '.join(missing) or 'nothing'})"
+            and not (isinstance(settings.storage, Durable) and settings.storage.durable is True)
         )
 
 

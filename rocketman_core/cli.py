@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 from ._contracts import STATS_KEYS, SUBSCRIPTION_COUNT_KEYS, SubscriptionInfo
 from ._errors import ConfigurationError
 from ._hosting import LIVE_WITHIN
+from ._backends import Durable
 from ._runtime import Rocketman
 from ._text import duration, plural
 from ._urls import mask_url
@@ -168,11 +169,14 @@ def _app(args: argparse.Namespace, **settings: Any) -> Rocketman:
     return app
 
 
+def _durable(storage: object) -> bool:
+    return isinstance(storage, Durable) and storage.durable is True
+
+
 def _shared_storage(app: Rocketman) -> None:
     # Builds the storage (connecting to nothing): a command then fails on
     # what it does, not on a count it did not ask for.
-    storage = app._storage or app._prepare()
-    if not getattr(storage, "durable", False):
+    if not _durable(app.storage):
         raise CommandError(
             f"the storage {mask_url(str(app.settings.storage))!r} lives inside one process, so "
             "this command cannot reach another process's events. Use a shared storage: "
@@ -233,7 +237,7 @@ def _worker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, request_stop)
     app.start()
     current = app.settings
-    if not getattr(app._storage, "durable", False) and not current.relays:
+    if not _durable(app.storage) and not current.relays:
         logger.warning("the storage %s lives in this process: no other process can emit into "
                        "it, so this worker only handles what its own modules emit. Use --storage "
                        "redis://HOST:6379/0 (or ROCKETMAN_STORAGE), or --relay", _describe(current.storage))

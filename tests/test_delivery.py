@@ -148,12 +148,12 @@ def test_a_retry_for_a_consumer_that_is_gone_is_a_dead_letter(app: Rocketman) ->
     app.emit("gone")
     # Handle the event in this thread with the consumer registered ...
     (delivery,) = storage.reserve([spec.name], 1.0)
-    assert app._handle(storage, delivery) is False  # retried: the storage took it back
+    assert _worker_of(app, storage).handle(delivery) is False  # retried: the storage took it back
     # ... then the consumer disappears before its retry comes due.
     app.consumers.clear()
     deliveries = storage.reserve([spec.name], 5.0)
     assert len(deliveries) == 1
-    assert app._handle(storage, deliveries[0]) is False
+    assert _worker_of(app, storage).handle(deliveries[0]) is False
     (record,) = app.dead_letters()
     assert f"no consumer named {spec.name}" in record.error
     assert record.consumer == spec.name
@@ -176,8 +176,7 @@ def test_a_malformed_message_is_dead_lettered_and_the_worker_goes_on(
     handled = threading.Event()
     app.on_event("after", name="after")(lambda payload: handled.set())
     app.emit("warm.up")
-    storage = app._storage
-    assert storage is not None
+    storage = app.storage
     storage.push("after", raw)  # as a foreign producer would, under the event's name
     app.emit("after")
     assert handled.wait(10)
@@ -215,3 +214,15 @@ def test_each_consumer_of_an_event_gets_a_payload_of_its_own(executor: str) -> N
         runtime.shutdown(timeout=5)
     assert sorted({tuple(map(str, s)) for s in seen}) == [
         ("mutator", "['original', 'mutated']", "True"), ("reader", "['original']", "True")]
+
+
+def _worker_of(app: Rocketman, storage: Any) -> Any:
+    """A worker loop of ``app``'s parts on ``storage``, to handle deliveries in the test's thread."""
+    from rocketman_core._backends import check_storage
+    from rocketman_core._dispatch import Idle, WorkerLoop
+    from rocketman_core._hooks import Hooks
+    from rocketman_core._hosting import Hosting
+
+    features = check_storage(storage)
+    hosting = Hosting(storage, features, app.consumers, app.settings, threading.RLock())
+    return WorkerLoop(storage, features, app.consumers, app.settings, Hooks(app.plugins), hosting, Idle())

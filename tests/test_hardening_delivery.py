@@ -91,8 +91,8 @@ def test_a_payload_with_a_json_constant_json_does_not_have_is_a_malformed_dead_l
     ran = threading.Event()
     app.on_event("measured", name="measured")(lambda payload: ran.set())
     app.emit("warm.up")
-    assert app._storage is not None
-    app._storage.push("measured", b'{"id":"x1","name":"measured","payload":{"value":' + number + b"}}")
+    assert app.storage is not None
+    app.storage.push("measured", b'{"id":"x1","name":"measured","payload":{"value":' + number + b"}}")
     assert app.drain(timeout=10), "the message loops"
     (letter,) = app.dead_letters()
     assert letter.event is None and "malformed" in letter.error and "NaN" in letter.error
@@ -109,9 +109,9 @@ def test_a_payload_overflowing_to_infinity_whose_consumer_fails_does_not_loop(ap
         raise ValueError("cannot handle it")
 
     app.emit("warm.up")
-    assert app._storage is not None
+    assert app.storage is not None
     original = b'{"id":"x2","name":"measured","payload":{"value":1e400}}'
-    app._storage.push("measured", original)
+    app.storage.push("measured", original)
     assert app.drain(timeout=10), "the message stays reserved, or loops"
     assert len(calls) == 1, f"the consumer ran {len(calls)} times"
     (letter,) = app.dead_letters()

@@ -93,7 +93,7 @@ def test_a_malformed_message_is_reported_dead_lettered_without_an_event(observed
     runtime, recorder = observed
     runtime.on_event("warm.up", name="warm")(lambda payload: None)
     runtime.emit("warm.up")
-    runtime._storage.push("warm.up", b"garbage")
+    runtime.storage.push("warm.up", b"garbage")
     assert runtime.drain(timeout=10)
     (dead,) = recorder.of("dead_lettered")
     assert dead["event"] is None and dead["consumer"] == "warm"
@@ -121,4 +121,5 @@ def test_without_implementations_the_hooks_are_not_called() -> None:
     runtime = Rocketman()
     runtime.configure(executor="inline")
     runtime.emit("x")
-    assert not (runtime._hook_emitted or runtime._hook_handled or runtime._hook_failed or runtime._hook_dead)
+    hooks = runtime._hooks
+    assert not (hooks.emitted or hooks.handled or hooks.failed or hooks.dead_lettered)

@@ -66,7 +66,7 @@ EMIT_THROUGH = """
     def record(payload):
         seen.append(payload)
     app.emit("order.placed", {{"order": 7}})
-    used = app._storage
+    used = app.storage
     drained = app.drain(timeout=10)
     app.shutdown(timeout=5)
     import rocketman_sample_plugin

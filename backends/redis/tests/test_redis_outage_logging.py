@@ -32,12 +32,12 @@ def test_an_outage_is_one_error_line_when_it_starts_and_one_warning_when_it_ends
     try:
         with caplog.at_level(logging.DEBUG, logger="rocketman"):
             redis_stoppable_server.stop()
-            redis_wait_for(lambda: app._outage.down, 10, lambda: "the workers never saw the outage")
+            redis_wait_for(lambda: app._worker.outage.down, 10, lambda: "the workers never saw the outage")
             # Let every worker fail several times over (backing off up to a few seconds).
-            redis_wait_for(lambda: app._outage._failures >= 15, 20,
-                           lambda: f"only {app._outage._failures} failed attempts")
+            redis_wait_for(lambda: app._worker.outage._failures >= 15, 20,
+                           lambda: f"only {app._worker.outage._failures} failed attempts")
             redis_stoppable_server.start()
-            redis_wait_for(lambda: not app._outage.down, 20, lambda: "the workers never saw Redis back")
+            redis_wait_for(lambda: not app._worker.outage.down, 20, lambda: "the workers never saw Redis back")
             app.emit("ping")
             assert handled.wait(10), "the workers did not resume"
     finally:

@@ -267,7 +267,7 @@ def test_a_flood_into_the_memory_storage_is_bounded_dropped_counted_and_logged_o
     threaded_app.start()
     wait_for(lambda: subscribers(redis_publisher) == 1, "the relay to subscribe")
     relay = threaded_app._relays[0]
-    storage = threaded_app._storage
+    storage = threaded_app.storage
     assert isinstance(relay, RedisRelay) and storage is not None
     message_bytes = 512 * 1024
     total = 40  # 20 MiB published into a 4 MiB bound
