@@ -77,7 +77,7 @@ class Renewing(Protocol):
 class Releasing(Protocol):
     """A storage that can give reserved deliveries back at once."""
 
-    def release(self, deliveries: Sequence[Any]) -> None:
+    def release(self, deliveries: Sequence[Delivery]) -> None:
         """Put ``deliveries`` back at the front of their queues now, unhandled, in their order.
 
         A stopping worker returns the rest of its batch this way, rather than

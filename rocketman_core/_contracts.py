@@ -115,7 +115,10 @@ class Delivery(Protocol):
     A storage returns its own delivery objects from :meth:`Storage.reserve`
     and takes them back in :meth:`Storage.ack`, :meth:`Storage.renew`,
     :meth:`Storage.retry_later` and :meth:`Storage.dead_letter`; the core
-    reads only the two attributes below.
+    reads only the two attributes below, and gives a storage back only the
+    deliveries it returned. A storage may annotate its ``reserve`` as
+    returning its own class; its other methods take ``Delivery`` (or
+    ``Any``) and may rely on getting their own objects back.
     """
 
     @property
@@ -192,12 +195,18 @@ class Storage(Protocol):
     out again (after a crash, when a lease expires), never zero times once
     :meth:`push` has returned and the subscription existed.
 
-    Optional members, which the core uses when present:
+    Optional members, which the core uses when present, each a small
+    Protocol (:class:`~rocketman_core.Durable`, :class:`~rocketman_core.Renewing`,
+    :class:`~rocketman_core.Releasing`, :class:`~rocketman_core.Interruptible`,
+    :class:`~rocketman_core.Backlog`), read once when the storage is built
+    (see :func:`~rocketman_core.storage_features`; a malformed one fails
+    at ``configure``):
 
     * ``durable: bool``: True when what the storage holds outlives the
       process. The core then stops workers at shutdown without draining the
       queue (the next worker takes it), counts leftovers as kept, not lost,
-      and warns about consumers whose name is not stable.
+      and warns about consumers whose name is not stable. A durable storage
+      should pass :class:`rocketman_core.testing.DurableStorageContract`.
     * ``renew_interval: float``: seconds between lease renewals; the core then
       calls :meth:`renew` that often with the deliveries it holds.
     * ``release(deliveries)``: give reserved deliveries back to the front of
@@ -205,6 +214,11 @@ class Storage(Protocol):
       batch).
     * ``interrupt()``: wake every :meth:`reserve` blocked now, so that stopping
       workers need not wait out their ``timeout``.
+    * ``backlog_bytes() -> int``: for a storage in this process's memory, the
+      bytes queued or delayed; relays are refused past ``relay_backlog_bytes``.
+
+    Required: ``contract_version`` and every method below. ``renew`` is
+    required too: a storage without leases does nothing there.
     """
 
     #: The version of the contract the storage implements: ``STORAGE_CONTRACT``.
@@ -280,7 +294,7 @@ class Storage(Protocol):
 
     def reserve(
         self, subscriptions: Sequence[str], timeout: float, max_count: int = 1
-    ) -> list[Any]:
+    ) -> Sequence[Delivery]:
         """Take up to ``max_count`` queued messages of the named subscriptions, for one worker.
 
         Takes only from the subscriptions named (those the calling process
@@ -301,7 +315,7 @@ class Storage(Protocol):
         """
         ...
 
-    def ack(self, deliveries: Sequence[Any]) -> None:
+    def ack(self, deliveries: Sequence[Delivery]) -> None:
         """Acknowledge deliveries: the worker is done with them, forget them.
 
         Acknowledging a delivery twice, or one whose lease was lost, is not
@@ -309,14 +323,14 @@ class Storage(Protocol):
         """
         ...
 
-    def renew(self, deliveries: Sequence[Any]) -> None:
+    def renew(self, deliveries: Sequence[Delivery]) -> None:
         """Extend the leases of deliveries still being handled.
 
         A storage without leases does nothing.
         """
         ...
 
-    def retry_later(self, delivery: Any, message: bytes, delay: float) -> None:
+    def retry_later(self, delivery: Delivery, message: bytes, delay: float) -> None:
         """Replace ``delivery`` by ``message``, delayed: queued again ``delay`` seconds from now.
 
         For the same subscription. Recording the retry and acknowledging the
@@ -327,7 +341,7 @@ class Storage(Protocol):
         """
         ...
 
-    def dead_letter(self, delivery: Any, message: bytes, reason: str) -> None:
+    def dead_letter(self, delivery: Delivery, message: bytes, reason: str) -> None:
         """Replace ``delivery`` by the dead letter ``message`` with ``reason``; not delivered again.
 
         Atomic with the acknowledgement, as :meth:`retry_later`. The letter

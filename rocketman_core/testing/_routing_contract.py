@@ -11,6 +11,7 @@ import time
 from collections import Counter
 from typing import Any
 
+from .._backends import Durable
 from .._contracts import STATS_KEYS, SUBSCRIPTION_COUNT_KEYS, Storage, Subscription
 from ._deadlines import wait_until
 
@@ -64,7 +65,12 @@ class StorageKit:
 
     def _unrouted(self, storage: Storage, count: int) -> dict[str, int]:
         """What ``count`` events nobody subscribed to add to stats: parked or dropped."""
-        return {"parked": count} if getattr(storage, "durable", False) else {"dropped": count}
+        return {"parked": count} if _durable(storage) else {"dropped": count}
+
+
+
+def _durable(storage: Storage) -> bool:
+    return isinstance(storage, Durable) and storage.durable is True
 
 
 class RoutingContract(StorageKit):
@@ -104,7 +110,7 @@ class RoutingContract(StorageKit):
 
     def test_parked_events_reach_each_later_matching_subscription(self, storage: Storage) -> None:
         """Events nobody wanted are parked (durable) or dropped (memory); start="now" skips them."""
-        durable = bool(getattr(storage, "durable", False))
+        durable = _durable(storage)
         storage.push("order.placed", b"placed 1")
         storage.push_many([("order.shipped", b"shipped"), ("order.placed", b"placed 2")])
         self._assert_stats(storage, **self._unrouted(storage, 3))
