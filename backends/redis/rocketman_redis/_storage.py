@@ -374,8 +374,9 @@ class RedisStorage(Subscriptions, DeadLetters):
                 local.took_at = now = time.monotonic()
                 local.retries = self._retries
                 local.hosted = names
-                # status: -2 more are queued, -1 nothing falls due, else ms until something does.
-                wake_at = None if status == -2 else _NEVER if status == -1 else now + status / 1000
+                # status: more are queued, nothing falls due, else ms until something does.
+                wake_at = (None if status == _scripts.TAKE_MORE_QUEUED
+                           else _NEVER if status == _scripts.TAKE_NOTHING_DUE else now + status / 1000)
                 local.wake_at = wake_at
                 if taken:
                     return [_Delivery(taken[i + 1], f"{prefix}{i // 2 + 1}", hosted[int(taken[i])])
@@ -515,8 +516,8 @@ class RedisStorage(Subscriptions, DeadLetters):
 
     def retry_later(self, delivery: Any, message: bytes, delay: float) -> None:
         """Replace ``delivery`` by ``message`` in its subscription's delayed set, in one step."""
-        # 16 random characters first, so that two equal retries stay two members.
-        tagged = os.urandom(8).hex().encode() + message
+        # Random characters first, so that two equal retries stay two members.
+        tagged = os.urandom(_scripts.RETRY_TAG_WIDTH // 2).hex().encode() + message
         keys = delivery.keys
         try:
             recorded = self._wire.run(_RETRY_LATER, (keys.reserved, keys.leases, keys.delayed),

@@ -1,0 +1,83 @@
+-- TAKE: move due retries and expired leases back to their queues, then lease
+-- up to ARGV[1] messages from the hosted subscriptions, starting with the one
+-- at ARGV[5] (the caller rotates it, so none starves), at most a fair share
+-- of each queue (ARGV[4] workers of this process want work).
+-- KEYS: for each hosted subscription: queue, wake, reserved, leases, delayed.
+-- ARGV: max_count, lease_ms, token_prefix, reservers, first.
+-- Returns {status, s, message, s, message...} where s is the 0-based
+-- subscription index and the n-th message's lease token is prefix .. n;
+-- status TAKE_MORE_QUEUED when messages are left in a hosted queue, else the
+-- ms until the next retry or lease falls due (TAKE_NOTHING_DUE: none), which
+-- bounds how long the caller may block before it calls TAKE again.
+--#include now.lua
+local n = #KEYS / 5
+for s = 0, n - 1 do
+  local queue, reserved, leases, delayed = KEYS[5 * s + 1], KEYS[5 * s + 3], KEYS[5 * s + 4], KEYS[5 * s + 5]
+  -- Bounded batches keep the script short; the next call moves the rest.
+  local due = redis.call('ZRANGEBYSCORE', delayed, '-inf', now, 'LIMIT', 0, 256)
+  if #due > 0 then
+    for i = 1, #due do
+      -- Members are a tag (so identical retries stay distinct) + the message.
+      redis.call('LPUSH', queue, string.sub(due[i], {{RETRY_TAG_WIDTH}} + 1))
+    end
+    redis.call('ZREM', delayed, unpack(due))
+  end
+  local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 256)
+  if #expired > 0 then
+    local lost = redis.call('HMGET', reserved, unpack(expired))
+    for i = #expired, 1, -1 do
+      -- To the front of the line (the right end): it has waited long enough.
+      if lost[i] then redis.call('RPUSH', queue, lost[i]) end
+    end
+    redis.call('HDEL', reserved, unpack(expired))
+    redis.call('ZREM', leases, unpack(expired))
+  end
+end
+local want, reservers = tonumber(ARGV[1]), tonumber(ARGV[4])
+local deadline = now + tonumber(ARGV[2])
+local result = {0}
+local taken = 0
+local first = tonumber(ARGV[5]) % n
+for step = 0, n - 1 do
+  if taken >= want then break end
+  local s = (first + step) % n
+  local queue = KEYS[5 * s + 1]
+  local queued = redis.call('LLEN', queue)
+  if queued > 0 then
+    local count = math.min(want - taken, math.ceil(queued / reservers))
+    local messages = redis.call('RPOP', queue, count)
+    local fields, scores = {}, {}
+    for i = 1, #messages do
+      local token = ARGV[3] .. (taken + i)
+      fields[2 * i - 1] = token
+      fields[2 * i] = messages[i]
+      scores[2 * i - 1] = deadline
+      scores[2 * i] = token
+      result[#result + 1] = s
+      result[#result + 1] = messages[i]
+    end
+    redis.call('HSET', KEYS[5 * s + 3], unpack(fields))
+    redis.call('ZADD', KEYS[5 * s + 4], unpack(scores))
+    taken = taken + #messages
+    if #messages == queued then redis.call('DEL', KEYS[5 * s + 2]) end
+  end
+end
+for s = 0, n - 1 do
+  if redis.call('LLEN', KEYS[5 * s + 1]) > 0 then
+    result[1] = {{TAKE_MORE_QUEUED}}
+    return result
+  end
+end
+-- TAKE_NOTHING_DUE until a due time is found (any due time is >= 0).
+local wake = {{TAKE_NOTHING_DUE}}
+for s = 0, n - 1 do
+  for _, key in ipairs({KEYS[5 * s + 5], KEYS[5 * s + 4]}) do
+    local next_one = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
+    if next_one[2] then
+      local due = math.max(0, tonumber(next_one[2]) - now)
+      if wake < 0 or due < wake then wake = due end
+    end
+  end
+end
+result[1] = wake
+return result
