@@ -17,6 +17,11 @@
               yield storage
               storage.close()
 
+* :class:`DurableStorageContract` (fixture ``durable_storage_spec``, a
+  :class:`DurableStorageSpec`): the opt-in kit of a storage with ``durable =
+  True``: leases, renew, release, interrupt, retries, and a process holding
+  messages killed with SIGKILL.
+
 The kits need pytest; they are imported only when asked for, so that
 :class:`RedisServer` works without it.
 """
@@ -28,11 +33,14 @@ from typing import TYPE_CHECKING, Any
 from ._redis_server import RedisServer, RedisServerMissing, free_port
 
 if TYPE_CHECKING:
+    from ._durable_contract import DurableStorageContract, DurableStorageSpec
     from ._executor_contract import ExecutorContract
     from ._relay_contract import RelayContract
     from ._storage_contract import StorageContract
 
 __all__ = [
+    "DurableStorageContract",
+    "DurableStorageSpec",
     "ExecutorContract",
     "RedisServer",
     "RedisServerMissing",
@@ -45,6 +53,8 @@ _KITS = {
     "StorageContract": "_storage_contract",
     "ExecutorContract": "_executor_contract",
     "RelayContract": "_relay_contract",
+    "DurableStorageContract": "_durable_contract",
+    "DurableStorageSpec": "_durable_contract",
 }
 
 
@@ -60,5 +70,5 @@ def __getattr__(name: str) -> Any:
     # The kits' asserts are their failure messages: have pytest rewrite them
     # (an editable install hides the package from pytest's own plugin scan).
     pytest.register_assert_rewrite(qualified, f"{__name__}._deadlines",
-                                   f"{__name__}._routing_contract")
+                                   f"{__name__}._routing_contract", f"{__name__}._durable_contract")
     return getattr(importlib.import_module(qualified), name)

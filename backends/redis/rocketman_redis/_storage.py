@@ -377,6 +377,11 @@ class RedisStorage(Subscriptions, DeadLetters):
                 # status: more are queued, nothing falls due, else ms until something does.
                 wake_at = (None if status == _scripts.TAKE_MORE_QUEUED
                            else _NEVER if status == _scripts.TAKE_NOTHING_DUE else now + status / 1000)
+                if wake_at is not None:
+                    # A lease another worker takes while this one blocks leaves
+                    # no wake-up token: look again within a lease, so that it
+                    # comes back about a lease after it was taken, not at our timeout.
+                    wake_at = min(wake_at, now + self.lease)
                 local.wake_at = wake_at
                 if taken:
                     return [_Delivery(taken[i + 1], f"{prefix}{i // 2 + 1}", hosted[int(taken[i])])
