@@ -49,6 +49,7 @@ from typing import Any
 
 import pytest
 
+from .._backends import storage_features
 from .._contracts import STATS_KEYS, Delivery, Storage, Subscription
 from ._deadlines import wait_until
 from ._routing_contract import StorageKit
@@ -228,7 +229,7 @@ class DurableStorageContract(StorageKit):
     def storage(self, durable_storages: Callable[[], Storage]) -> Storage:
         """A handle built from the spec; it must say it is durable."""
         storage = durable_storages()
-        assert getattr(storage, "durable", False) is True, (
+        assert storage_features(storage).durable, (
             f"{storage!r} does not declare durable = True: this kit is for durable storages")
         return storage
 
@@ -315,7 +316,7 @@ class DurableStorageContract(StorageKit):
         self, kit: Storage, other_storage: Storage, lease: float
     ) -> None:
         """Renewed every ``renew_interval``, a delivery stays its holder's for more than 2 leases."""
-        interval = float(getattr(kit, "renew_interval", lease / 3))
+        interval = storage_features(kit).renew_interval or lease / 3
         assert 0 < interval < lease, f"renewing every {interval}s cannot keep a {lease}s lease"
         kit.push(EVENT, b"long job")
         [held] = self._reserve_exactly(kit, 1)
@@ -336,7 +337,7 @@ class DurableStorageContract(StorageKit):
 
     def test_release_requeues_at_once_and_in_order(self, kit: Storage) -> None:
         """Released deliveries are the next reserve's, at once, in their order, before later ones."""
-        release = getattr(kit, "release", None)
+        release = storage_features(kit).release
         if release is None:
             pytest.skip("the storage has no release(): the optional member is absent")
         self._push(kit, b"first", b"second", b"third", b"later")
@@ -357,7 +358,7 @@ class DurableStorageContract(StorageKit):
 
     def test_interrupt_wakes_a_blocked_reserve(self, kit: Storage) -> None:
         """A reserve blocked with a long timeout returns ``[]`` promptly after ``interrupt()``."""
-        interrupt = getattr(kit, "interrupt", None)
+        interrupt = storage_features(kit).interrupt
         if interrupt is None:
             pytest.skip("the storage has no interrupt(): the optional member is absent")
         reserving = _BlockedReserve(kit, self.settle_timeout)
