@@ -43,6 +43,7 @@ from ._errors import (
     ConfigurationError,
     PluginError,
     RocketmanError,
+    StorageUnavailable,
     UnknownBackendError,
 )
 from ._hookspecs import hookimpl, hookspec
@@ -71,6 +72,7 @@ __all__ = [
     "RocketmanError",
     "Settings",
     "Storage",
+    "StorageUnavailable",
     "Subscription",
     "SubscriptionInfo",
     "UnknownBackendError",

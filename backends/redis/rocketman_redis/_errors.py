@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import rocketman_core
 from rocketman_core import RocketmanError
 
 __all__ = ["StorageError", "StorageUnavailable"]
@@ -15,11 +16,13 @@ class StorageError(RocketmanError):
     """
 
 
-class StorageUnavailable(StorageError, ConnectionError):
+class StorageUnavailable(StorageError, rocketman_core.StorageUnavailable):
     """Redis cannot be reached, or did not answer in time.
 
     Raised by ``emit``: the event was most likely not stored (unless Redis
     took it and only its answer was lost), so emit it again later. Raised by
     a worker's ``reserve``: the worker logs it, backs off and tries again,
-    and nothing Redis kept is lost. Also a builtin ``ConnectionError``.
+    and nothing Redis kept is lost. A :class:`rocketman_core.StorageUnavailable`,
+    so ``except rocketman_core.StorageUnavailable`` catches it whatever the
+    storage; also a builtin ``ConnectionError``.
     """

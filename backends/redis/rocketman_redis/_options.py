@@ -10,6 +10,7 @@ from urllib.parse import parse_qsl, urlencode
 import redis
 
 from rocketman_core import mask_url
+from rocketman_core.plugin import option_integer, option_seconds
 
 from ._layout import KeyLayout
 
@@ -20,6 +21,8 @@ URL_ENV = "ROCKETMAN_REDIS_URL"
 #: The URL when neither a URL nor ``ROCKETMAN_REDIS_URL`` is given.
 DEFAULT_URL = "redis://localhost:6379/0"
 
+# The prefix of the storage's messages about its options.
+_BACKEND = "redis storage"
 # Options a URL's query string may carry for the storage itself; the rest of
 # the query (ssl_cert_reqs=..., ...) is redis-py's.
 _OWN_QUERY_OPTIONS = ("namespace", "lease", "connect_timeout", "socket_timeout", "park_limit",
@@ -73,8 +76,10 @@ def connect(url: str | None, client: redis.Redis | None, options: dict[str, Any]
     lease = _seconds("lease", given.get("lease"), 30.0)
     connect_timeout = _seconds("connect_timeout", given.get("connect_timeout"), 2.0)
     socket_timeout = _seconds("socket_timeout", given.get("socket_timeout"), 5.0)
-    park_limit = _count("park_limit", given.get("park_limit"), 100_000)
-    park_max_age = _seconds("park_max_age", given.get("park_max_age"), 7 * 86400.0, zero=True)
+    park_limit = option_integer("park_limit", given.get("park_limit"), default=100_000,
+                                zero_means="park nothing", backend=_BACKEND)
+    park_max_age = option_seconds("park_max_age", given.get("park_max_age"), default=7 * 86400.0,
+                                  zero_means="no limit", backend=_BACKEND)
     settings = (keys, lease, connect_timeout, socket_timeout, park_limit, park_max_age)
     if client is None:
         try:
@@ -86,29 +91,9 @@ def connect(url: str | None, client: redis.Redis | None, options: dict[str, Any]
     return Connection(client, False, where, *settings)
 
 
-def _seconds(name: str, value: Any, default: float, zero: bool = False) -> float:
-    if value is None:
-        return default
-    try:
-        seconds = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"redis storage: {name} must be a number of seconds, not {value!r}") from None
-    if not (seconds > 0 or (zero and seconds == 0)) or seconds == float("inf"):
-        qualifier = "0 (no limit) or a positive number" if zero else "a positive number"
-        raise ValueError(f"redis storage: {name} must be {qualifier} of seconds, not {value!r}")
-    return seconds
-
-
-def _count(name: str, value: Any, default: int) -> int:
-    if value is None:
-        return default
-    try:
-        count = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"redis storage: {name} must be an integer, not {value!r}") from None
-    if count < 0:
-        raise ValueError(f"redis storage: {name} must be 0 or more, not {value!r}")
-    return count
+def _seconds(name: str, value: Any, default: float) -> float:
+    """A duration of more than 0 seconds, ``default`` when unset."""
+    return option_seconds(name, value, default=default, exclusive=True, backend=_BACKEND)
 
 
 def _split_own_options(url: str) -> tuple[str, dict[str, str]]:
