@@ -536,7 +536,7 @@ def _reason(error: Exception) -> str:
 
 def redis_section(config: Config, rows: bool = True, scaling: bool = False) -> tuple[list[Row], dict[str, Any]]:
     """Rows for emit, emit_many and end-to-end; and the worker-count series for the plot."""
-    from rocketman_core.testing import RedisServer
+    from rocketman_relay_redis.testing import RedisServer
 
     server = RedisServer(appendonly=False)
     server.start()

@@ -1,4 +1,4 @@
-"""The pytest plugin of rocketman (entry point ``pytest11``), with its fixtures.
+"""The pytest plugin of rocketman (entry point ``pytest11``), with its fixture.
 
 * ``rocketman_app``: a fresh, isolated runtime for one test, with its own
   consumers and memory storage, the ``inline`` executor (so ``emit`` returns
@@ -6,8 +6,9 @@
   the consumers your modules registered at import (your application's); the
   ones a test registers stay in that test. While the test runs it is the
   current runtime: ``rocketman.emit`` and ``@rocketman.on_event`` use it.
-* ``rocketman_redis_server``: a real ``redis-server`` for the test session,
-  on a free port (``.url``).
+
+Fixtures of a backend's server come from its own distribution (the core names
+no backend): ``rocketman_redis_server`` from rocketman-relay-redis.
 """
 
 from __future__ import annotations
@@ -19,12 +20,12 @@ import pytest
 
 import rocketman_core
 
+from ._config import Settings
 from ._envelope import Event
 from ._hookspecs import hookimpl
 from ._runtime import Rocketman
-from .testing import RedisServer
 
-__all__ = ["RecordingRocketman", "rocketman_app", "rocketman_redis_server"]
+__all__ = ["RecordingRocketman", "rocketman_app"]
 
 
 class RecordingRocketman(Rocketman):
@@ -52,7 +53,8 @@ class RecordingRocketman(Rocketman):
 def rocketman_app() -> Iterator[RecordingRocketman]:
     """A fresh, isolated rocketman runtime for one test (memory + inline)."""
     app = RecordingRocketman()
-    app.configure(storage="memory", executor="inline")
+    # The default storage (memory), whatever ROCKETMAN_STORAGE says: a test's own.
+    app.configure(storage=Settings().storage, executor="inline")
     for spec in rocketman_core.current().consumers.all():
         for pattern in spec.patterns:
             app.consumers.add(pattern, spec.function, spec.owner, name=spec.name, start=spec.start)
@@ -60,9 +62,3 @@ def rocketman_app() -> Iterator[RecordingRocketman]:
         yield app
     app.shutdown(timeout=5)
 
-
-@pytest.fixture(scope="session")
-def rocketman_redis_server() -> Iterator[RedisServer]:
-    """A real redis-server for the session; fails clearly if none is installed."""
-    with RedisServer() as server:
-        yield server

@@ -21,9 +21,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rocketman_relay_redis.testing import RedisServer
 
 from rocketman_core import Rocketman
-from rocketman_core.testing import RedisServer
 
 TIMEOUT = 30
 COMMANDS = ["worker", "demo", "plugins", "emit", "stats", "subscriptions", "dead-letters"]

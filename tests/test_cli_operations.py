@@ -17,9 +17,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from rocketman_relay_redis.testing import RedisServer
 
 from rocketman_core import Rocketman
-from rocketman_core.testing import RedisServer, free_port
+from rocketman_core.testing import free_port
 
 ROCKETMAN = str(Path(sys.executable).with_name("rocketman"))
 

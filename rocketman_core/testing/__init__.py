@@ -1,6 +1,12 @@
 """Test support for rocketman and for authors of its plugins.
 
-* :class:`RedisServer`: a real ``redis-server`` on a free port, for tests.
+* :class:`ServerProcess`: a real server process (any binary) on a free port,
+  for tests, to stop, kill, freeze and restart; :class:`ServerMissing` when
+  its binary is not installed. (A ``redis-server`` is
+  ``rocketman_relay_redis.testing.RedisServer``: the core names no backend.)
+* :func:`wait_until`: poll a condition until a deadline, never a bare sleep.
+* :class:`EmitRecorder`: an ``emit`` for relays under test, which records
+  ``(name, payload)`` and waits for N calls.
 * The conformance kits, written once and run by every backend, ours and third
   parties', by subclassing one class in a test module and providing a fixture:
   :class:`StorageContract` (fixture ``storage``), :class:`ExecutorContract`
@@ -23,14 +29,16 @@
   messages killed with SIGKILL.
 
 The kits need pytest; they are imported only when asked for, so that
-:class:`RedisServer` works without it.
+the helpers above work without it.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ._redis_server import RedisServer, RedisServerMissing, free_port
+from ._deadlines import wait_until
+from ._recording import EmitRecorder
+from ._server_process import ServerMissing, ServerProcess, free_port
 
 if TYPE_CHECKING:
     from ._durable_contract import DurableStorageContract, DurableStorageSpec
@@ -41,12 +49,14 @@ if TYPE_CHECKING:
 __all__ = [
     "DurableStorageContract",
     "DurableStorageSpec",
+    "EmitRecorder",
     "ExecutorContract",
-    "RedisServer",
-    "RedisServerMissing",
     "RelayContract",
+    "ServerMissing",
+    "ServerProcess",
     "StorageContract",
     "free_port",
+    "wait_until",
 ]
 
 _KITS = {

@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import redis
 from rocketman_redis import KeyLayout, RedisStorage
+from rocketman_relay_redis.testing import RedisServer
 
 from rocketman_core import Rocketman
-from rocketman_core.testing import RedisServer
 
 TESTS = Path(__file__).parent
 #: The console script of the environment running the tests.

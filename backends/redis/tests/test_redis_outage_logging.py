@@ -8,9 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from rocketman_relay_redis.testing import RedisServer
 
 from rocketman_core import Rocketman
-from rocketman_core.testing import RedisServer
 
 
 @pytest.fixture

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 import redis
 from rocketman_redis import RedisStorage, StorageError, StorageUnavailable
+from rocketman_relay_redis.testing import RedisServer
 
 from rocketman_core import ConfigurationError, Rocketman, RocketmanError, Subscription
-from rocketman_core.testing import RedisServer, free_port
+from rocketman_core.testing import free_port
 
 SECRET = "s3cret-Passw0rd"
 #: One subscription taking every event, as a worker process would register it.

@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 from rocketman_redis import StorageUnavailable
+from rocketman_relay_redis.testing import RedisServer
 
 from rocketman_core import Rocketman
-from rocketman_core.testing import RedisServer
 
 if TYPE_CHECKING:
     from conftest import SharedQueue, WorkerProcesses

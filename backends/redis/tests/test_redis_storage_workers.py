@@ -12,9 +12,9 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import redis
+from rocketman_relay_redis.testing import RedisServer
 
 from rocketman_core import Rocketman
-from rocketman_core.testing import RedisServer
 
 if TYPE_CHECKING:
     from conftest import SharedQueue, WorkerProcesses

@@ -7,46 +7,20 @@ the helpers reach them as fixtures.
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 import redis
 from rocketman_relay_redis import RedisRelay
+from rocketman_relay_redis.testing import RedisServer
 
-from rocketman_core.testing import RedisServer
+from rocketman_core.testing import EmitRecorder, wait_until
 
 
 def wait_for(condition: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
     """Return once ``condition()`` holds; fail naming ``what`` after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        time.sleep(0.005)
-
-
-class Collected:
-    """An ``emit`` function that keeps what it is given, for relays started by hand."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self.events: list[tuple[str, Any]] = []
-
-    def __call__(self, name: str, payload: Any) -> None:
-        with self._lock:
-            self.events.append((name, payload))
-
-    def snapshot(self) -> list[tuple[str, Any]]:
-        """The events so far, in order."""
-        with self._lock:
-            return list(self.events)
-
-    def wait_count(self, count: int, timeout: float = 10.0) -> list[tuple[str, Any]]:
-        """Wait until ``count`` events arrived; return them."""
-        wait_for(lambda: len(self.events) >= count, f"{count} relayed events", timeout)
-        return self.snapshot()
+    wait_until(condition, timeout, f"timed out waiting for {what}", interval=0.005)
 
 
 def relay_threads() -> list[threading.Thread]:
@@ -92,9 +66,9 @@ def wait_for_fixture() -> Callable[..., None]:
 
 
 @pytest.fixture
-def collected() -> Callable[[], Collected]:
-    """Make :class:`Collected` emit functions for relays started by hand."""
-    return Collected
+def collected() -> Callable[[], EmitRecorder]:
+    """Make recording emit functions (``EmitRecorder``) for relays started by hand."""
+    return EmitRecorder
 
 
 @pytest.fixture(name="relay_threads")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,8 +13,7 @@ from typing import Any
 import pytest
 import redis
 from rocketman_relay_redis import RedisRelay
-
-from rocketman_core.testing import RedisServer
+from rocketman_relay_redis.testing import RedisServer
 
 MakeRelay = Callable[..., RedisRelay]
 
@@ -23,14 +21,8 @@ MakeRelay = Callable[..., RedisRelay]
 @pytest.fixture
 def own_redis_server() -> Iterator[RedisServer]:
     """A redis-server of this test's own, to stop, restart and freeze."""
-    server = RedisServer(appendonly=False)
-    server.start()
-    try:
+    with RedisServer(appendonly=False) as server:  # closing thaws one a test left frozen
         yield server
-    finally:
-        if server.process is not None and server.process.poll() is None:
-            server.process.send_signal(signal.SIGCONT)  # in case a test left it frozen
-        server.close()
 
 
 def publish_until_received(url: str, relay: RedisRelay, channel: str, payload: str,
@@ -40,7 +32,7 @@ def publish_until_received(url: str, relay: RedisRelay, channel: str, payload: s
     try:
         wait_for(relay.wait_subscribed, "the relay to subscribe again", 10)
         assert client.publish(channel, payload) == 1
-        wait_for(lambda: (channel, payload) in emitted.snapshot(), f"the event {channel!r}")
+        wait_for(lambda: (channel, payload) in emitted.calls, f"the event {channel!r}")
     finally:
         client.close()
 
@@ -88,13 +80,12 @@ def test_a_frozen_redis_is_detected_by_the_health_check(
     relay = make_redis_relay(url=own_redis_server.url, health_check_interval=0.2, socket_timeout=0.5)
     relay.start(emitted)
     assert relay.wait_subscribed(10)
-    assert own_redis_server.process is not None
-    own_redis_server.process.send_signal(signal.SIGSTOP)
+    own_redis_server.freeze()
     try:
         wait_for(lambda: relay.stats()["disconnections"] == 1,
                  "the relay to give up on the frozen connection", 5)
     finally:
-        own_redis_server.process.send_signal(signal.SIGCONT)
+        own_redis_server.thaw()
     publish_until_received(own_redis_server.url, relay, "thawed", "ok", emitted, wait_for)
 
 
@@ -139,7 +130,7 @@ def test_start_twice_is_an_error_and_a_stopped_relay_starts_again(
     relay.start(emitted)
     assert relay.wait_subscribed(10)
     redis_publisher.publish("again", "1")
-    assert emitted.wait_count(1) == [("again", 1)]
+    assert emitted.wait_for_count(1) == [("again", 1)]
 
 
 def test_credentials_never_appear_in_logs_or_repr(
@@ -168,7 +159,7 @@ def test_a_client_factory_gives_the_connection_and_is_not_closed(
     relay.start(emitted)
     assert relay.wait_subscribed(10)
     redis_publisher.publish("factory", '{"ok": true}')
-    assert emitted.wait_count(1) == [("factory", {"ok": True})]
+    assert emitted.wait_for_count(1) == [("factory", {"ok": True})]
     relay.stop(timeout=2)
     assert client.ping()  # still the application's client
     client.close()
@@ -241,6 +232,6 @@ def test_a_redis_acl_narrows_what_the_relay_may_hear(
         allowed.start(emitted)
         assert allowed.wait_subscribed(10)
         redis_publisher.publish("orders.paid", "7")
-        assert emitted.wait_count(1) == [("orders.paid", 7)]
+        assert emitted.wait_for_count(1) == [("orders.paid", 7)]
     finally:
         redis_publisher.acl_deluser("relay-orders")

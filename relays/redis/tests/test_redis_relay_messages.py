@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -14,6 +13,7 @@ from rocketman_relay_redis import RedisRelay
 
 from rocketman_core import Rocketman, Subscription
 from rocketman_core.pytest_plugin import RecordingRocketman
+from rocketman_core.testing import wait_until
 
 MakeRelay = Callable[..., RedisRelay]
 
@@ -26,10 +26,8 @@ def started(relay: RedisRelay, emit: Callable[[str, Any], Any]) -> RedisRelay:
 
 def wait_events(app: RecordingRocketman, count: int, timeout: float = 10.0) -> list[tuple[str, object]]:
     """Wait until the relay emitted ``count`` events into ``app``; return them."""
-    deadline = time.monotonic() + timeout
-    while len(app.emitted) < count:
-        assert time.monotonic() < deadline, f"only {len(app.emitted)} of {count} events arrived"
-        time.sleep(0.005)
+    wait_until(lambda: len(app.emitted) >= count, timeout,
+               lambda: f"only {len(app.emitted)} of {count} events arrived", interval=0.005)
     return [(event.name, event.payload) for event in app.emitted]
 
 
@@ -172,7 +170,7 @@ def test_a_prefix_with_a_wider_pattern_drops_what_lacks_it(
     relay = started(make_redis_relay(prefix="app.", pattern="*"), emitted)
     redis_publisher.publish("other.hello", "no")
     redis_publisher.publish("app.user.created", "yes")
-    assert emitted.wait_count(1) == [("user.created", "yes")]
+    assert emitted.wait_for_count(1) == [("user.created", "yes")]
     assert relay.stats()["dropped_no_prefix"] == 1
 
 
@@ -183,4 +181,4 @@ def test_a_prefix_with_glob_characters_is_matched_literally(
     started(make_redis_relay(prefix="a[1]*"), emitted)
     assert redis_publisher.publish("a1.x", "no") == 0
     redis_publisher.publish("a[1]*x", "yes")
-    assert emitted.wait_count(1) == [("x", "yes")]
+    assert emitted.wait_for_count(1) == [("x", "yes")]

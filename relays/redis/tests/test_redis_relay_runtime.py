@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 import redis
 from rocketman_relay_redis import RedisRelay
+from rocketman_relay_redis.testing import RedisServer
 
 import rocketman_core as rocketman
 from rocketman_core import Rocketman
-from rocketman_core.testing import RedisServer
 
 REDIS_CLI = "/usr/bin/redis-cli"
 
