@@ -437,6 +437,31 @@ class Relay(Protocol):
     A relay owns its connection and its thread. Everything it receives goes
     through ``emit``, so relayed events get the configured storage, retries
     and dead letters like any other.
+
+    **The payload rule.** A message's payload is its JSON value when its text
+    is strict JSON, else the text itself, unchanged: ``{"a": 1}`` is a dict,
+    ``42`` a number, ``hello`` and the empty text are strings. Strict: ``NaN``,
+    ``Infinity``, a number beyond a double's range (``1e400``) and JSON nested
+    deeper than the parser's stack stay text, since ``emit`` cannot encode the
+    first three. A message that is bytes must be UTF-8; bytes that are not are
+    no event: the relay drops the message, counts it and logs it
+    (rate-limited), and never emits bytes nor a lossy decoding of them.
+    :func:`rocketman_core.plugin.relay_payload` is the rule as a function;
+    the event name is checked by ``emit`` itself
+    (:func:`rocketman_core.plugin.validate_event_name`).
+
+    **Starting again.** ``start`` on a running relay raises ``RuntimeError``.
+    A stopped relay may be started again: ``start`` after ``stop`` connects
+    and subscribes anew, and calls the new ``emit`` only (a runtime shut
+    down and started again restarts the relay objects it was given).
+
+    **The conformance kit.** ``rocketman_core.testing.RelayContract`` tests
+    these promises with two fixtures of the relay's tests: ``relay`` (an
+    unstarted relay) and ``publish(name, text)``, which must start any thread
+    it needs when it is built, not on its first call (the kit counts the
+    threads alive before ``start`` and after ``stop``).
+    ``RelayRestartContract`` adds the outage tests (``restart_server``,
+    ``stop_server``).
     """
 
     def start(self, emit: EmitFunction) -> None:
@@ -451,5 +476,11 @@ class Relay(Protocol):
         ...
 
     def stop(self, timeout: float | None = None) -> None:
-        """Stop listening, and end the relay's thread within ``timeout``. Idempotent."""
+        """Stop listening, and end the relay's thread within ``timeout`` seconds.
+
+        Idempotent: stopping a stopped or never started relay does nothing,
+        promptly. Prompt while the relay waits to reconnect, too. Called from
+        ``emit``'s thread (a consumer run inline that shuts rocketman down),
+        it asks the relay to stop and returns without waiting for itself.
+        """
         ...

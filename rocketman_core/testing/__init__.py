@@ -27,6 +27,10 @@
   :class:`DurableStorageSpec`): the opt-in kit of a storage with ``durable =
   True``: leases, renew, release, interrupt, retries, and a process holding
   messages killed with SIGKILL.
+* :class:`RelayRestartContract` (fixtures ``restart_server`` and
+  ``stop_server`` besides :class:`RelayContract`'s): the opt-in kit of a relay
+  whose tests can stop and restart its server; subclass it instead of
+  :class:`RelayContract`.
 
 The kits need pytest; they are imported only when asked for, so that
 the helpers above work without it.
@@ -43,7 +47,7 @@ from ._server_process import ServerMissing, ServerProcess, free_port
 if TYPE_CHECKING:
     from ._durable_contract import DurableStorageContract, DurableStorageSpec
     from ._executor_contract import ExecutorContract
-    from ._relay_contract import RelayContract
+    from ._relay_contract import RelayContract, RelayRestartContract
     from ._storage_contract import StorageContract
 
 __all__ = [
@@ -52,6 +56,7 @@ __all__ = [
     "EmitRecorder",
     "ExecutorContract",
     "RelayContract",
+    "RelayRestartContract",
     "ServerMissing",
     "ServerProcess",
     "StorageContract",
@@ -63,6 +68,7 @@ _KITS = {
     "StorageContract": "_storage_contract",
     "ExecutorContract": "_executor_contract",
     "RelayContract": "_relay_contract",
+    "RelayRestartContract": "_relay_contract",
     "DurableStorageContract": "_durable_contract",
     "DurableStorageSpec": "_durable_contract",
 }

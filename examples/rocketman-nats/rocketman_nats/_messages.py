@@ -6,9 +6,10 @@ event, what payload it passes, and why it drops a message.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
+
+from rocketman_core.plugin import relay_payload, validate_event_name
 
 __all__ = [
     "Dropped",
@@ -17,10 +18,6 @@ __all__ = [
     "payload_of",
 ]
 
-# rocketman's rule for event names (see rocketman_core.emit): 1 to 255
-# characters, no whitespace, no "*" (kept for consumer patterns). Checked here
-# so that a bad subject is a counted drop, not an error raised by emit.
-_EVENT_NAME = re.compile(r"[^\s*]{1,255}\Z")
 _WHITESPACE = re.compile(r"\s")
 _SEPARATORS = re.compile(r"[,\s]+")
 
@@ -89,19 +86,23 @@ def event_name(subject: str, prefix: str) -> str:
     with ``*``).
     """
     name = subject[len(prefix):] if prefix and subject.startswith(prefix) else subject
-    if not _EVENT_NAME.match(name):
+    # The core's own rule, checked here so that a bad subject is a counted
+    # drop, not an error raised by emit.
+    try:
+        return validate_event_name(name)
+    except ValueError as error:
         raise Dropped(
             "invalid_name",
-            f"subject {subject!r} gives the event name {name!r}, which is not a valid "
-            "rocketman event name (1 to 255 characters, no whitespace or '*')",
-        )
-    return name
+            f"subject {subject!r} gives an event name that is not a valid rocketman event "
+            f"name: {error}",
+        ) from None
 
 
 def payload_of(data: bytes, max_bytes: int) -> Any:
     """The event payload for a message body.
 
-    JSON when the body is a valid JSON document (an object, a list, a
+    The core's relay payload rule (:func:`rocketman_core.plugin.relay_payload`):
+    JSON when the body is a strict JSON document (an object, a list, a
     string, a number, ``true``/``false``/``null``), otherwise the body as text.
     Raises :class:`Dropped` when the body is longer than ``max_bytes`` or is
     not UTF-8: rocketman payloads are JSON, which cannot carry arbitrary bytes.
@@ -109,24 +110,7 @@ def payload_of(data: bytes, max_bytes: int) -> Any:
     if len(data) > max_bytes:
         raise Dropped("oversize", f"{len(data)} bytes, more than max_bytes={max_bytes}")
     try:
-        text = data.decode("utf-8")
+        return relay_payload(data)
     except UnicodeDecodeError as error:
         raise Dropped("invalid_utf8", f"the body is not UTF-8 ({error.reason})") from None
-    try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-    except (ValueError, RecursionError):
-        # Not strict JSON (NaN, Infinity or a number beyond a double, which
-        # rocketman's JSON refuses, or nested too deep to decode): the text
-        # itself is the payload.
-        return text
 
-
-def _reject_constant(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError(f"{text} is beyond the range of a JSON number")
-    return value

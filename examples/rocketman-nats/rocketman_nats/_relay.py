@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from rocketman_core import EmitFunction, mask_url
+from rocketman_core.plugin import RateLimitedLog, option_integer, option_seconds
 
 from ._messages import Dropped, event_name, parse_subjects, payload_of
 
@@ -49,8 +50,8 @@ COUNTERS = (
 )
 
 # A flood of bad messages must not flood the log: each kind of problem is
-# logged at WARNING at most once in this many seconds (with the running
-# count), and at DEBUG every time.
+# logged at WARNING at most once in this many seconds (with how many were
+# held back since the last), and at DEBUG every time.
 _WARN_EVERY = 60.0
 
 
@@ -99,9 +100,9 @@ class NatsRelay:
         self.subjects = parse_subjects(subjects)
         self.prefix = prefix
         self.queue = queue
-        self.max_bytes = _positive(int, "max_bytes", max_bytes)
-        self.reconnect_wait = _positive(float, "reconnect_wait", reconnect_wait)
-        self.connect_timeout = _positive(float, "connect_timeout", connect_timeout)
+        self.max_bytes = option_integer("max_bytes", max_bytes, minimum=1)
+        self.reconnect_wait = option_seconds("reconnect_wait", reconnect_wait, exclusive=True)
+        self.connect_timeout = option_seconds("connect_timeout", connect_timeout, exclusive=True)
         self.name = name
         self._where = mask_url(url)
         # A missing nats-py fails when the relay is built (configuration),
@@ -117,7 +118,7 @@ class NatsRelay:
         self._stop_deadline = 0.0
         self._subscribed = threading.Event()
         self._counts = dict.fromkeys(COUNTERS, 0)
-        self._last_warned: dict[str, float] = {}
+        self._log = RateLimitedLog(logger, _WARN_EVERY)
         self._tasks: set[asyncio.Task[None]] = set()
         self._connected_once = False
         self._client: Client | None = None
@@ -131,13 +132,21 @@ class NatsRelay:
         """Connect and subscribe in the background; return at once.
 
         An unreachable server is retried every ``reconnect_wait`` seconds and
-        logged; it never raises here. A relay starts once: starting it again,
-        even after :meth:`stop`, is a ``RuntimeError``.
+        logged; it never raises here. Starting a running relay is a
+        ``RuntimeError``; a stopped relay starts again: it connects and
+        subscribes anew, and calls the new ``emit`` only.
         """
         with self._lock:
-            if self._thread is not None:
-                raise RuntimeError(f"{self!r} was already started; build a new relay")
+            if self._thread is not None and self._thread.is_alive():
+                raise RuntimeError(f"{self!r} is already running; stop it first")
+            # A new session: nothing of the last one's loop or connection.
             self._emit = emit
+            self._stopping = False
+            self._loop = None
+            self._wake = None
+            self._client = None
+            self._connected_once = False
+            self._subscribed.clear()
             self._thread = threading.Thread(
                 target=self._run, name="rocketman-relay-nats", daemon=True
             )
@@ -197,7 +206,7 @@ class NatsRelay:
         return thread is not None and thread.is_alive()
 
     def stats(self) -> dict[str, int]:
-        """Counts since start, with the keys of :data:`COUNTERS`.
+        """Counts since the relay was built (over every start), with the keys of :data:`COUNTERS`.
 
         ``received`` = ``emitted`` + the drops (``invalid_utf8``,
         ``invalid_name``, ``oversize``) + ``emit_failed``.
@@ -381,25 +390,7 @@ class NatsRelay:
             self._counts[key] += 1
 
     def _warn(self, kind: str, message: str, *args: Any) -> None:
-        now = time.monotonic()
-        last = self._last_warned.get(kind)
-        if last is None or now - last >= _WARN_EVERY:
-            self._last_warned[kind] = now
-            count = self._counts.get(kind)
-            suffix = f" ({count} so far)" if count and count > 1 else ""
-            logger.warning(message + suffix, *args)
-        else:
-            logger.debug(message, *args)
-
-
-def _positive(kind: type[int] | type[float], option: str, value: Any) -> Any:
-    try:
-        number = kind(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"option {option!r} must be a number, not {value!r}") from None
-    if number <= 0:
-        raise ValueError(f"option {option!r} must be more than 0, not {value!r}")
-    return number
+        self._log.log(kind, logging.WARNING, message, *args)
 
 
 def _masked_traceback(error: BaseException) -> str:

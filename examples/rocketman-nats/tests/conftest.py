@@ -13,20 +13,16 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import socket
-import subprocess
 import threading
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 from rocketman_nats import NatsRelay
 
-from rocketman_core.testing import free_port
+from rocketman_core.testing import EmitRecorder, ServerMissing, ServerProcess
 
 NATS_HOST = "127.0.0.1"
 NATS_PORT = 4222
@@ -80,7 +76,11 @@ class NatsTestPublisher:
             target=self._loop.run_forever, name="nats-test-publisher", daemon=True
         )
         self._thread.start()
-        self._client = self._call(nats.connect(url, allow_reconnect=False, connect_timeout=2))
+        try:
+            self._client = self._call(nats.connect(url, allow_reconnect=False, connect_timeout=2))
+        except BaseException:
+            self._end_loop()  # no thread left behind by a server that is not there
+            raise
 
     def _call(self, coroutine: Any, timeout: float = 10.0) -> Any:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout)
@@ -102,9 +102,12 @@ class NatsTestPublisher:
             if not self._client.is_closed:
                 self._call(self._client.close())
         finally:
-            self._loop.call_soon_threadsafe(self._loop.stop)
-            self._thread.join(5)
-            self._loop.close()
+            self._end_loop()
+
+    def _end_loop(self) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(5)
+        self._loop.close()
 
 
 @pytest.fixture
@@ -130,36 +133,16 @@ def nats_publisher(
     return nats_publishers(nats_url)
 
 
-class EmittedEvents:
-    """An ``emit(name, payload)`` for relays under test that records its calls."""
-
-    def __init__(self) -> None:
-        self.calls: list[tuple[str, Any]] = []
-        self._changed = threading.Condition()
-
-    def __call__(self, name: str, payload: Any) -> None:
-        with self._changed:
-            self.calls.append((name, payload))
-            self._changed.notify_all()
-
-    def wait_for_count(self, count: int, timeout: float = 10.0) -> list[tuple[str, Any]]:
-        """The calls, once there are at least ``count``; fails after ``timeout`` seconds."""
-        with self._changed:
-            arrived = self._changed.wait_for(lambda: len(self.calls) >= count, timeout)
-            assert arrived, f"{len(self.calls)} events emitted in {timeout}s, expected {count}"
-            return list(self.calls)
+@pytest.fixture
+def nats_recorders() -> Callable[[], EmitRecorder]:
+    """``nats_recorders()`` makes a fresh recording ``emit`` (the core's ``EmitRecorder``)."""
+    return EmitRecorder
 
 
 @pytest.fixture
-def nats_recorders() -> Callable[[], EmittedEvents]:
-    """``nats_recorders()`` makes a fresh recording ``emit``."""
-    return EmittedEvents
-
-
-@pytest.fixture
-def nats_emitted() -> EmittedEvents:
+def nats_emitted() -> EmitRecorder:
     """A fresh recording ``emit``."""
-    return EmittedEvents()
+    return EmitRecorder()
 
 
 @pytest.fixture
@@ -177,46 +160,37 @@ def nats_relays() -> Iterator[Callable[..., NatsRelay]]:
         relay.stop(timeout=5)
 
 
-class NatsServerProcess:
+class NatsServerProcess(ServerProcess):
     """A ``nats-server`` of a test's own, on a free port, that the test may kill and restart."""
 
-    def __init__(self, binary: str, log_dir: Path) -> None:
-        self.binary = binary
-        self.port = free_port()
-        self.url = f"nats://{NATS_HOST}:{self.port}"
-        self.log = log_dir / "nats-server.log"
-        self.process: subprocess.Popen[bytes] | None = None
+    def __init__(self, binary: str) -> None:
+        super().__init__(binary, ["-a", "{host}", "-p", "{port}"], host=NATS_HOST,
+                         install_hint="apt-get install nats-server")
 
-    def start(self, timeout: float = 10.0) -> None:
-        """Start the server and wait until it answers."""
-        with self.log.open("ab") as log:
-            self.process = subprocess.Popen(
-                [self.binary, "-a", NATS_HOST, "-p", str(self.port)],
-                stdout=log, stderr=subprocess.STDOUT,
-            )
-        deadline = time.monotonic() + timeout
-        while nats_answers(NATS_HOST, self.port, timeout=0.2) is not None:
-            if self.process.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError(
-                    f"nats-server on port {self.port} did not start:\n{self.log.read_text()}"
-                )
-            time.sleep(0.02)
+    @property
+    def url(self) -> str:
+        """``nats://127.0.0.1:PORT``."""
+        return f"nats://{self.host}:{self.port}"
 
-    def kill(self) -> None:
-        """SIGKILL the server, as a crash would, and reap it."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-        self.process = None
+    def ready(self) -> bool:
+        """Whether the server greets a connection with its ``INFO``."""
+        return nats_answers(self.host, self.port, timeout=0.2) is None
+
+
+def make_nats_server() -> NatsServerProcess:
+    """A ``nats-server`` of the caller's own, not started yet; fails the test if none is installed."""
+    binary = (shutil.which("nats-server")
+              or shutil.which("nats-server", path="/usr/sbin:/usr/local/bin") or "nats-server")
+    try:
+        return NatsServerProcess(binary)
+    except ServerMissing as missing:
+        pytest.fail(f"{missing} rocketman-nats's tests need it.", pytrace=False)
 
 
 @pytest.fixture
-def nats_server_process(tmp_path: Path) -> Iterator[NatsServerProcess]:
+def nats_server_process() -> Iterator[NatsServerProcess]:
     """A ``nats-server`` of the test's own, not started yet; killed after the test."""
-    binary = shutil.which("nats-server") or shutil.which("nats-server", path="/usr/sbin:/usr/local/bin")
-    if binary is None:
-        pytest.fail("nats-server is not installed; install it (apt-get install nats-server) "
-                    "to run rocketman-nats's tests", pytrace=False)
-    server = NatsServerProcess(binary, tmp_path)
+    server = make_nats_server()
     yield server
     server.kill()
+    server.close()

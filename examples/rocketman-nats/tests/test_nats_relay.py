@@ -12,6 +12,8 @@ from typing import Any
 import pytest
 from rocketman_nats import NatsRelay
 
+from rocketman_core.testing import wait_until
+
 RelayFactory = Callable[..., NatsRelay]
 # The helpers' classes live in conftest.py, which test modules cannot import
 # (--import-mode=importlib); they arrive as fixtures.
@@ -25,13 +27,6 @@ def started(relay: NatsRelay, emit: EmittedEvents) -> NatsRelay:
     relay.start(emit)
     assert relay.wait_subscribed(10), "the relay did not subscribe within 10s"
     return relay
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"{what} (waited {timeout}s)"
-        time.sleep(0.01)
 
 
 def test_bodies_become_json_payloads_or_text(
@@ -250,16 +245,22 @@ def test_stop_while_the_server_is_down_returns_in_time(
     assert not relay.running
 
 
-def test_a_relay_starts_once(nats_relays: RelayFactory, nats_emitted: EmittedEvents,
-                             nats_url: str) -> None:
-    """Starting a started (or stopped) relay is an error: build a new one."""
-    relay = nats_relays(url=nats_url)
-    relay.start(nats_emitted)
-    with pytest.raises(RuntimeError, match="already started"):
-        relay.start(nats_emitted)
+def test_starting_a_running_relay_is_an_error_and_a_stopped_one_starts_again(
+    nats_relays: RelayFactory, nats_recorders: Callable[[], EmittedEvents],
+    nats_publisher: NatsTestPublisher, nats_url: str, nats_subject_root: str,
+) -> None:
+    """start() on a running relay raises, naming the fix; after stop() it subscribes anew."""
+    first, second = nats_recorders(), nats_recorders()
+    relay = nats_relays(url=nats_url, subjects=f"{nats_subject_root}.>")
+    started(relay, first)
+    with pytest.raises(RuntimeError, match="already running; stop it first"):
+        relay.start(first)
     relay.stop(timeout=5)
-    with pytest.raises(RuntimeError, match="already started"):
-        relay.start(nats_emitted)
+    assert not relay.running and not relay.subscribed
+    started(relay, second)
+    nats_publisher.publish(f"{nats_subject_root}.again", "1")
+    assert second.wait_for_count(1) == [(f"{nats_subject_root}.again", 1)]
+    assert first.calls == []
 
 
 def test_messages_already_received_are_emitted_when_the_relay_stops(

@@ -1,16 +1,18 @@
 """From a Redis pub/sub message to an event: its name and its payload.
 
 A channel becomes the event's name (less the prefix); the message becomes
-the payload: the JSON value when it is valid JSON, else the text. What cannot
-become an event is dropped with a reason the relay counts. Nothing is
-evaluated: JSON is parsed with the standard library's parser, nothing else.
+the payload by the core's relay payload rule
+(:func:`rocketman_core.plugin.relay_payload`): the JSON value when it is
+strict JSON, else the text. What cannot become an event is dropped with a
+reason the relay counts.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import Any
+
+from rocketman_core.plugin import relay_payload
 
 __all__ = [
     "DROP_REASONS",
@@ -57,34 +59,6 @@ def translate(channel: bytes | str, data: bytes | str, *, prefix: str, max_bytes
             return Dropped("no_prefix", f"the channel does not start with {prefix!r}")
         name = name[len(prefix):]
     try:
-        text = data.decode("utf-8") if isinstance(data, bytes) else data
+        return Relayed(name, relay_payload(data))
     except UnicodeDecodeError as error:
         return Dropped("not_utf8", f"the message is not UTF-8 ({error.reason} at byte {error.start})")
-    return Relayed(name, parse_payload(text))
-
-
-def parse_payload(text: str) -> Any:
-    """The JSON value ``text`` holds when it is strict JSON, or ``text`` itself.
-
-    Strict: no ``NaN``, no ``Infinity``, no number beyond a double's range
-    (``1e400`` would become infinity). Python's parser accepts all three,
-    but ``emit`` cannot encode them; so such a text stays a string, one rule
-    for all three.
-    """
-    try:
-        return json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
-    except (ValueError, RecursionError):
-        # RecursionError: nesting deeper than the parser's stack; as text it
-        # still reaches the consumer, which is more useful than a drop.
-        return text
-
-
-def _reject_constant(constant: str) -> Any:
-    raise ValueError(f"{constant} is not JSON")
-
-
-def _finite_float(text: str) -> float:
-    value = float(text)
-    if value in (float("inf"), float("-inf")):
-        raise ValueError(f"{text} is beyond the range of a JSON number")
-    return value

@@ -3,7 +3,8 @@
 Options arrive from Python as their own types, and from a relay URL's query
 string (``redis://host:6379/0?pattern=orders.*``) as strings; both go
 through :func:`resolve`, which rejects a bad value with a ``ValueError`` that
-names the option.
+names the option, the value and what it must be (the core's option helpers,
+:mod:`rocketman_core.plugin`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from urllib.parse import urlsplit
+
+from rocketman_core.plugin import option_integer, option_seconds
 
 __all__ = ["DEFAULT_MAX_BYTES", "DEFAULT_URL", "URL_ENV", "RelayOptions", "resolve"]
 
@@ -108,8 +111,8 @@ def resolve(
         # Listening to everything and dropping what lacks the prefix would
         # cost a read per foreign message; let Redis filter instead.
         chosen_patterns = (_GLOB_SPECIAL.sub(r"\\\1", prefix) + "*",)
-    backoff_value = _number("backoff", backoff, minimum=0.0)
-    backoff_max_value = _number("backoff_max", backoff_max, minimum=0.0)
+    backoff_value = option_seconds("backoff", backoff)
+    backoff_max_value = option_seconds("backoff_max", backoff_max)
     if backoff_max_value < backoff_value:
         raise ValueError(f"backoff_max ({backoff_max_value}) must be at least backoff ({backoff_value})")
     return RelayOptions(
@@ -117,11 +120,12 @@ def resolve(
         patterns=tuple(dict.fromkeys(chosen_patterns)),
         channels=tuple(dict.fromkeys(chosen_channels)),
         prefix=prefix,
-        max_bytes=_integer("max_bytes", max_bytes, minimum=1),
-        db=None if db is None or db == "" else _integer("db", db, minimum=0),
-        latency=_number("latency", latency, minimum=0.01),
-        health_check_interval=_number("health_check_interval", health_check_interval, minimum=0.0),
-        socket_timeout=_number("socket_timeout", socket_timeout, minimum=0.01),
+        max_bytes=option_integer("max_bytes", max_bytes, minimum=1),
+        db=None if db is None or db == "" else option_integer("db", db),
+        latency=option_seconds("latency", latency, minimum=0.01),
+        health_check_interval=option_seconds("health_check_interval", health_check_interval,
+                                             zero_means="no health check"),
+        socket_timeout=option_seconds("socket_timeout", socket_timeout, minimum=0.01),
         backoff=backoff_value,
         backoff_max=backoff_max_value,
     )
@@ -139,27 +143,3 @@ def _names(option: str, value: str | Iterable[str] | None) -> tuple[str, ...]:
         if item.strip():
             names.append(item.strip())
     return tuple(names)
-
-
-def _number(option: str, value: float | str, *, minimum: float) -> float:
-    if isinstance(value, bool):
-        raise ValueError(f"{option} must be a number of seconds, not {value!r}")
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{option} must be a number of seconds, not {value!r}") from None
-    if not number >= minimum or number == float("inf"):
-        raise ValueError(f"{option} must be a finite number of at least {minimum}, not {value!r}")
-    return number
-
-
-def _integer(option: str, value: int | str, *, minimum: int) -> int:
-    if isinstance(value, (bool, float)):
-        raise ValueError(f"{option} must be an integer, not {value!r}")
-    try:
-        number = int(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{option} must be an integer, not {value!r}") from None
-    if number < minimum:
-        raise ValueError(f"{option} must be at least {minimum}, not {number}")
-    return number

@@ -18,6 +18,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from rocketman_core import BacklogFull, EmitFunction, mask_url
+from rocketman_core.plugin import RateLimitedLog
 
 from ._connection import (
     Unresponsive,
@@ -125,7 +126,7 @@ class RedisRelay:
         self._stopping = threading.Event()
         self._subscribed = threading.Event()
         self._counts: dict[str, int] = dict.fromkeys(STATS_KEYS, 0)
-        self._throttle = _LogThrottle(_LOG_PERIOD)
+        self._drops_log = RateLimitedLog(logger, _LOG_PERIOD)
         # Touched only by the relay's thread.
         self._failures = 0
         self._down_since: float | None = None
@@ -310,16 +311,9 @@ class RedisRelay:
 
     def _drop(self, reason: str, channel: bytes | str, detail: str) -> None:
         self._counts[f"dropped_{reason}"] += 1
-        held_back = self._throttle.allow(reason)
-        if held_back is None:
-            return
-        more = (
-            f" ({held_back} more dropped for this reason since the last record)" if held_back else ""
-        )
-        logger.log(
-            logging.ERROR if reason == "emit_failed" else logging.WARNING,
-            "redis relay dropped a message on channel %s: %s%s",
-            _show(channel), mask_url(detail), more,
+        self._drops_log.log(
+            reason, logging.ERROR if reason == "emit_failed" else logging.WARNING,
+            "redis relay dropped a message on channel %s: %s", _show(channel), mask_url(detail),
         )
 
     def _on_subscribed(self, client: redis.Redis) -> None:
@@ -394,24 +388,6 @@ class RedisRelay:
         if self.options.prefix:
             parts.append(f"prefix {self.options.prefix!r} stripped")
         return "; ".join(parts)
-
-
-class _LogThrottle:
-    """At most one record per key and period; counts the ones held back."""
-
-    def __init__(self, period: float) -> None:
-        self.period = period
-        self._next: dict[str, float] = {}
-        self._held: dict[str, int] = {}
-
-    def allow(self, key: str) -> int | None:
-        """None to stay silent, else how many were held back since the last record."""
-        now = time.monotonic()
-        if now < self._next.get(key, 0.0):
-            self._held[key] = self._held.get(key, 0) + 1
-            return None
-        self._next[key] = now + self.period
-        return self._held.pop(key, 0)
 
 
 def _show(channel: bytes | str) -> str:
