@@ -88,7 +88,7 @@ def run(events: int = 20_000) -> int:
     say(f"   {handled[0]:,} handled in {elapsed:.2f}s: {handled[0] / elapsed:,.0f} events/s "
         "(first emit to last handler)")
     app.shutdown(timeout=5)
-    say("\ndone: see README.md for Redis, relays and plugins")
+    say("\ndone: see README.md for durable storages, relays and plugins")
     return 0
 
 

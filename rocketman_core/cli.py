@@ -180,7 +180,7 @@ def _shared_storage(app: Rocketman) -> None:
         raise CommandError(
             f"the storage {mask_url(str(app.settings.storage))!r} lives inside one process, so "
             "this command cannot reach another process's events. Use a shared storage: "
-            "--storage redis://HOST:6379/0 or ROCKETMAN_STORAGE.",
+            "--storage NAME_OR_URL or ROCKETMAN_STORAGE (`rocketman plugins` lists the storages).",
             code=2,
         )
 
@@ -239,8 +239,9 @@ def _worker(args: argparse.Namespace) -> int:
     current = app.settings
     if not _durable(app.storage) and not current.relays:
         logger.warning("the storage %s lives in this process: no other process can emit into "
-                       "it, so this worker only handles what its own modules emit. Use --storage "
-                       "redis://HOST:6379/0 (or ROCKETMAN_STORAGE), or --relay", _describe(current.storage))
+                       "it, so this worker only handles what its own modules emit. Use a shared "
+                       "storage, --storage NAME_OR_URL or ROCKETMAN_STORAGE (`rocketman plugins` "
+                       "lists the storages), or --relay", _describe(current.storage))
     logger.info(
         "rocketman worker started (pid %d): storage %s, %s, relays %s, consumers: %s",
         os.getpid(), _describe(current.storage), plural(current.worker_count, "worker"),
