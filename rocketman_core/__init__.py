@@ -21,6 +21,16 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
+from ._backends import (
+    Backlog,
+    Durable,
+    Interruptible,
+    Releasing,
+    Renewing,
+    StorageFeatures,
+    Synchronous,
+    storage_features,
+)
 from ._config import Settings
 from ._consumers import identity_of
 from ._contracts import (
@@ -51,6 +61,14 @@ from ._runtime import DeadLetterRecord, Rocketman
 from ._urls import mask_url, url_query
 
 __all__ = [
+    "Backlog",
+    "Durable",
+    "Interruptible",
+    "Releasing",
+    "Renewing",
+    "StorageFeatures",
+    "Synchronous",
+    "storage_features",
     "STATS_KEYS",
     "BacklogFull",
     "STORAGE_CONTRACT",

@@ -47,7 +47,7 @@ class PluginInfo:
     class generation cost milliseconds at import, in every process.
     """
 
-    __slots__ = ("disabled", "distribution", "error", "module", "name", "provides", "version")
+    __slots__ = ("disabled", "distribution", "error", "module", "name", "provides", "schemes", "version")
 
     def __init__(
         self,
@@ -65,6 +65,8 @@ class PluginInfo:
         self.error = error
         self.disabled = disabled
         self.provides: dict[str, list[str]] = {}
+        #: kind -> backend name -> the URL schemes that select it (its name first).
+        self.schemes: dict[str, dict[str, list[str]]] = {}
 
     def __repr__(self) -> str:
         return f"<plugin {self.name} ({self.origin}){' error' if self.error else ''}>"
@@ -226,6 +228,7 @@ class Plugins:
                      schemes: Iterable[str] = (), raw_url: bool = False) -> None:
             backend = Backend(kind, name, factory, info, tuple(schemes), bool(raw_url))
             info.provides.setdefault(kind, []).append(name)
+            info.schemes.setdefault(kind, {})[name] = [name, *(s for s in backend.schemes if s != name)]
             for key in (name, *backend.schemes):
                 existing = self.backends[kind].get(key)
                 if existing is not None and existing.plugin is not info:

@@ -20,10 +20,10 @@ import time
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
+from ._backends import Durable
 from ._contracts import STATS_KEYS, SUBSCRIPTION_COUNT_KEYS, SubscriptionInfo
 from ._errors import ConfigurationError
 from ._hosting import LIVE_WITHIN
-from ._backends import Durable
 from ._runtime import Rocketman
 from ._text import duration, plural
 from ._urls import mask_url
@@ -309,6 +309,12 @@ def _demo(args: argparse.Namespace) -> int:
 # -- plugins -----------------------------------------------------------------
 
 
+def _with_schemes(names: list[str], schemes: dict[str, list[str]]) -> str:
+    """``redis (redis://, rediss://, unix://)``: each backend with the URL schemes that select it."""
+    return ", ".join(
+        f"{name} ({', '.join(f'{scheme}://' for scheme in schemes.get(name, [name]))})" for name in names)
+
+
 def _plugins(args: argparse.Namespace) -> int:
     app = Rocketman()
     app.plugins.load()
@@ -320,6 +326,7 @@ def _plugins(args: argparse.Namespace) -> int:
             "distribution": info.distribution,
             "version": info.version,
             "provides": info.provides,
+            "schemes": info.schemes,
             "disabled": info.disabled,
             "error": info.error,
         }
@@ -333,7 +340,8 @@ def _plugins(args: argparse.Namespace) -> int:
             row["name"],
             f"{row['distribution']} {row['version']}" if row["distribution"] else "(in code)",
             "disabled" if row["disabled"] else ("FAILED" if row["error"] else "ok"),
-            "; ".join(f"{kind} {', '.join(names)}" for kind, names in row["provides"].items()) or "-",
+            "; ".join(f"{kind} {_with_schemes(names, row['schemes'].get(kind, {}))}"
+                      for kind, names in row["provides"].items()) or "-",
         )
         for row in rows
     ]

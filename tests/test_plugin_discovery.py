@@ -164,8 +164,10 @@ def test_plugins_command_shows_distribution_version_and_what_each_provides(
         "name": "sample", "module": "rocketman_sample_plugin",
         "distribution": "rocketman-sample-plugin", "version": "1.2.3",
         "provides": {"storage": ["sample"], "relay": ["sample"]},
+        "schemes": {"storage": {"sample": ["sample"]}, "relay": {"sample": ["sample"]}},
         "disabled": False, "error": None,
     }
+    assert row_of(rows, "rocketman-redis")["schemes"] == {"storage": {"redis": ["redis", "rediss", "unix"]}}
     memory = row_of(rows, "rocketman-memory")
     assert memory["provides"] == {"storage": ["memory"]}
     assert memory["version"] == metadata.version("rocketman-memory")
@@ -178,8 +180,10 @@ def test_plugins_command_shows_distribution_version_and_what_each_provides(
     assert line.split()[0] == "sample"
     for part in ("rocketman-sample-plugin 1.2.3", "ok", "storage sample", "relay sample"):
         assert part in line, line
-    assert any("rocketman-memory" in line and "storage memory" in line
+    assert any("rocketman-memory" in line and "storage memory (memory://)" in line
                for line in human.stdout.splitlines())
+    assert any("rocketman-redis" in line and "storage redis (redis://, rediss://, unix://)" in line
+               for line in human.stdout.splitlines()), human.stdout
 
 
 # -- a broken plugin ------------------------------------------------------------
