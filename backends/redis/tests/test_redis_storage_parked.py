@@ -69,9 +69,9 @@ def test_park_limit_0_parks_nothing_and_counts_every_unrouted_event(
 
 
 @pytest.mark.parametrize(("option", "value", "expected"), [
-    ("park_limit", "-1", "park_limit must be 0 or more"),
-    ("park_limit", "many", "park_limit must be an integer"),
-    ("park_max_age", "-5", "park_max_age must be 0 (no limit) or a positive number"),
+    ("park_limit", "-1", "option 'park_limit' must be an integer, at least 0 (0: park nothing), not -1"),
+    ("park_limit", "many", "option 'park_limit' must be an integer, at least 0 (0: park nothing), not 'many'"),
+    ("park_max_age", "-5", "option 'park_max_age' must be a finite number of seconds, at least 0 (0: no limit)"),
 ])
 def test_bad_parking_options_are_errors_that_name_them(
     rocketman_redis_server: Any, option: str, value: str, expected: str,
