@@ -69,7 +69,7 @@ def test_park_limit_0_parks_nothing_and_counts_every_unrouted_event(
 
 
 @pytest.mark.parametrize(("option", "value", "expected"), [
-    ("park_limit", "-1", "option 'park_limit' must be an integer, at least 0 (0: park nothing), not -1"),
+    ("park_limit", "-1", "option 'park_limit' must be an integer, at least 0 (0: park nothing), not '-1'"),
     ("park_limit", "many", "option 'park_limit' must be an integer, at least 0 (0: park nothing), not 'many'"),
     ("park_max_age", "-5", "option 'park_max_age' must be a finite number of seconds, at least 0 (0: no limit)"),
 ])
