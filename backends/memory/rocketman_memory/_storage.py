@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import itertools
 import logging
@@ -17,6 +18,37 @@ __all__ = ["MemoryStorage", "QueueFull", "StorageClosed"]
 logger = logging.getLogger("rocketman.memory")
 
 _ROUTE_CACHE_LIMIT = 10_000
+
+
+def _count(option: str, value: Any, expected: str) -> int:
+    """An integer option (a URL gives its text); a bool or a float is refused, not truncated.
+
+    The message is rocketman_core.plugin's (this package does not import the core).
+    """
+    number: int | None = None
+    if isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = int(value.strip())
+    if number is None or number < 0:
+        raise ValueError(f"memory storage: option {option!r} must be an integer, {expected}, "
+                         f"not {value!r}")
+    return number
+
+
+def _seconds(option: str, value: Any) -> float:
+    """A duration option: finite, at least 0, and short enough for every wait to take it."""
+    number: float | None = None
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        with contextlib.suppress(ValueError):
+            number = float(value.strip())
+    if number is None or not 0 <= number <= threading.TIMEOUT_MAX:  # NaN fails both
+        raise ValueError(f"memory storage: option {option!r} must be a finite number of seconds, "
+                         f"at least 0, not {value!r}")
+    return number
 
 
 class QueueFull(RuntimeError):
@@ -134,16 +166,8 @@ class MemoryStorage:
 
     def __init__(self, maxsize: int | str = 0, full_timeout: float | str = 10.0,
                  url: str | None = None) -> None:
-        try:
-            self.maxsize = int(maxsize)
-            self.full_timeout = float(full_timeout)
-        except ValueError:
-            raise ValueError(
-                f"memory storage: maxsize must be an integer and full_timeout a number, "
-                f"not {maxsize!r} and {full_timeout!r}"
-            ) from None
-        if self.maxsize < 0:
-            raise ValueError(f"memory storage: maxsize must be 0 or more, not {self.maxsize}")
+        self.maxsize = _count("maxsize", maxsize, "at least 0 (0: no bound)")
+        self.full_timeout = _seconds("full_timeout", full_timeout)
         self._lock = threading.Lock()
         self._not_full = threading.Condition(self._lock)
         self._subscriptions: dict[str, _Subscription] = {}

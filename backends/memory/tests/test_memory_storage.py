@@ -120,6 +120,21 @@ def test_bad_options_are_refused_by_name(options: dict[str, Any]) -> None:
         MemoryStorage(**options)
 
 
+@pytest.mark.parametrize(("options", "message"), [
+    ({"full_timeout": "nan"}, r"option 'full_timeout' must be a finite number of seconds, at least 0, not 'nan'"),
+    ({"full_timeout": -1}, r"option 'full_timeout' must be a finite number of seconds, at least 0, not -1"),
+    ({"full_timeout": "inf"}, r"option 'full_timeout' must be a finite number of seconds"),
+    ({"maxsize": True}, r"option 'maxsize' must be an integer, at least 0 \(0: no bound\), not True"),
+    ({"maxsize": 2.5}, r"option 'maxsize' must be an integer"),
+])
+def test_each_bad_option_is_named_with_its_value_and_what_it_must_be(
+    options: dict[str, Any], message: str,
+) -> None:
+    """A NaN or negative full_timeout was accepted, and made a full queue fail at once or never."""
+    with pytest.raises(ValueError, match=r"^memory storage: " + message):
+        MemoryStorage(**options)
+
+
 def test_the_memory_storage_is_not_durable() -> None:
     """``durable`` is False: the core drains it at exit and warns about leftovers."""
     assert MemoryStorage.durable is False
