@@ -123,3 +123,60 @@ def test_without_implementations_the_hooks_are_not_called() -> None:
     runtime.emit("x")
     hooks = runtime._hooks
     assert not (hooks.emitted or hooks.handled or hooks.failed or hooks.dead_lettered)
+
+
+class _Named:
+    """A plugin whose emitted hook records its name in a shared list, and may raise."""
+
+    def __init__(self, name: str, seen: list[str], fails: bool = False) -> None:
+        self.name, self.seen, self.fails = name, seen, fails
+
+    @hookimpl
+    def rocketman_event_emitted(self, event: Event) -> None:
+        self.seen.append(self.name)
+        if self.fails:
+            raise RuntimeError(f"{self.name} is broken")
+
+
+class _First(_Named):
+    @hookimpl(tryfirst=True)
+    def rocketman_event_emitted(self, event: Event) -> None:
+        super().rocketman_event_emitted(event)
+
+
+def test_each_implementation_runs_in_pluggys_order_and_one_that_raises_does_not_silence_the_rest(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Last registered first, tryfirst before all; a raising observer is logged, the next still runs."""
+    seen: list[str] = []
+    runtime = Rocketman()
+    runtime.register_plugin(_Named("a", seen), name="a")
+    runtime.register_plugin(_Named("b", seen, fails=True), name="b")
+    runtime.register_plugin(_First("first", seen), name="first")
+    runtime.register_plugin(_Named("c", seen), name="c")
+    runtime.configure(executor="inline")
+    with caplog.at_level(logging.ERROR, logger="rocketman"):
+        runtime.emit("x")
+    assert seen == ["first", "c", "b", "a"]
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert line == "the rocketman_event_emitted hook of the plugin b raised; ignored"
+
+
+def test_a_wrapper_implementation_is_called_through_pluggy() -> None:
+    """A hook with a wrapper keeps pluggy's semantics: the wrapper sees the call around the others."""
+    seen: list[str] = []
+
+    class Wrapper:
+        @hookimpl(wrapper=True)
+        def rocketman_event_emitted(self, event: Event) -> Any:
+            seen.append("before")
+            result = yield
+            seen.append("after")
+            return result
+
+    runtime = Rocketman()
+    runtime.register_plugin(_Named("plain", seen), name="plain")
+    runtime.register_plugin(Wrapper(), name="wrapper")
+    runtime.configure(executor="inline")
+    runtime.emit("x")
+    assert seen == ["before", "plain", "after"]
