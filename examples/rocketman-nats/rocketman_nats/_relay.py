@@ -219,13 +219,22 @@ class NatsRelay:
     def _run(self) -> None:
         import asyncio
 
+        # Not asyncio.run(): its shutdown waits without a bound for every task
+        # it cancels, and a task of nats-py's may not end (see _serve).
+        loop = asyncio.new_event_loop()
         try:
-            asyncio.run(self._serve())
+            loop.run_until_complete(self._serve())
         except Exception as error:
             # Nothing above this thread would see it: log it, masked.
             logger.error("the NATS relay for %s stopped on an error: %s",
                          self._where, _masked_traceback(error))
         finally:
+            left = asyncio.all_tasks(loop)
+            for task in left:
+                task.cancel()
+            if left:
+                loop.run_until_complete(asyncio.wait(left, timeout=0.2))
+            loop.close()
             self._subscribed.clear()
             logger.info("NATS relay for %s stopped", self._where)
 
@@ -246,9 +255,17 @@ class NatsRelay:
             connecting = asyncio.create_task(self._connect(client))
             stopping = asyncio.create_task(wake.wait())
             await asyncio.wait({connecting, stopping}, return_when=asyncio.FIRST_COMPLETED)
-            if not connecting.done():
-                connecting.cancel()
             stopping.cancel()
+            if not connecting.done():
+                # nats-py's connect retries in a loop that can swallow one
+                # cancellation (in its own clean-up after a failed attempt,
+                # as when a server accepts and hangs up): cancel until it
+                # ends, within what stop() allows.
+                while not connecting.done() and time.monotonic() < self._stop_deadline:
+                    connecting.cancel()
+                    await asyncio.wait({connecting}, timeout=0.05)
+                if not connecting.done():
+                    break
             await asyncio.gather(connecting, stopping, return_exceptions=True)
             if connecting.cancelled():
                 break

@@ -245,6 +245,42 @@ def test_stop_while_the_server_is_down_returns_in_time(
     assert not relay.running
 
 
+def test_stop_is_prompt_while_a_server_accepts_and_hangs_up_at_once() -> None:
+    """nats-py swallowed a cancellation in its connect loop: the relay's thread never ended.
+
+    A port that accepts and closes each connection (a server going down, a
+    proxy without its backend) makes every connect attempt fail in nats-py's
+    clean-up; stop() then hung for ever about once in ten tries. Twenty tries,
+    each stopped at a different moment of the attempts.
+    """
+    import socket
+
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+
+    def hang_up() -> None:
+        while True:
+            try:
+                connection, _ = listener.accept()
+            except OSError:
+                return  # closed at the end of the test
+            connection.close()
+
+    threading.Thread(target=hang_up, daemon=True, name="nats-test-hang-up").start()
+    try:
+        for attempt in range(20):
+            relay = NatsRelay(f"nats://127.0.0.1:{port}", subjects="kit.>", reconnect_wait=0.05,
+                              connect_timeout=0.5)
+            relay.start(lambda name, payload: None)
+            time.sleep(0.02 * (attempt % 5))  # a moment to stop at, not a synchronisation
+            began = time.monotonic()
+            relay.stop(timeout=1)
+            assert not relay.running, f"attempt {attempt}: the relay's thread outlived stop()"
+            assert time.monotonic() - began < 1.5, f"attempt {attempt}: stop took too long"
+    finally:
+        listener.close()
+
+
 def test_starting_a_running_relay_is_an_error_and_a_stopped_one_starts_again(
     nats_relays: RelayFactory, nats_recorders: Callable[[], EmittedEvents],
     nats_publisher: NatsTestPublisher, nats_url: str, nats_subject_root: str,
