@@ -255,10 +255,14 @@ def _worker(args: argparse.Namespace) -> int:
     stopper = threading.Thread(target=lambda: outcome.append(app.shutdown()),
                                name="rocketman-worker-stop", daemon=True)
     stopper.start()
-    seen = len(received)
     while stopper.is_alive():
         stopper.join(0.1)
-        if len(received) > seen:
+        # Any signal after the first stops now. (Counted from here, one that
+        # arrived while the first was being logged was taken for the first,
+        # and the worker waited for its consumers. Two signals sent at the
+        # same instant are one to Python: it runs a handler once per delivery
+        # it sees, so those stop gracefully.)
+        if len(received) > 1:
             given = app._give_back_held()
             logger.warning("received %s again: stopping now; %s the workers held given back, "
                            "not finished", signal.Signals(received[-1]).name, plural(given, "event"))
