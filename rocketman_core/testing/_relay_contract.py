@@ -204,16 +204,20 @@ class RelayContract:
         calls = self._wait_calls(emitted, 100)
         assert calls == [(self.event_name, {"n": number}) for number in range(100)]
 
-    def test_stop_ends_the_relay_thread_within_its_timeout(
-        self, relay: Relay, emitted: _KitRecorder, threads_before_start: set[threading.Thread]
-    ) -> None:
-        """``stop(timeout)`` returns in time and leaves no thread of the relay alive."""
+    def _assert_stops_in_time(self, relay: Relay, threads_before_start: set[threading.Thread]) -> None:
+        """``stop(stop_timeout)`` returns in time and leaves no thread that was not there before start."""
         began = time.monotonic()
         relay.stop(timeout=self.stop_timeout)
         took = time.monotonic() - began
         assert took <= self.stop_timeout + self.timing_tolerance, f"stop took {took:.2f}s"
         left = [t.name for t in set(threading.enumerate()) - threads_before_start if t.is_alive()]
         assert not left, f"threads still alive after stop(): {left}"
+
+    def test_stop_ends_the_relay_thread_within_its_timeout(
+        self, relay: Relay, emitted: _KitRecorder, threads_before_start: set[threading.Thread]
+    ) -> None:
+        """``stop(timeout)`` returns in time and leaves no thread of the relay alive."""
+        self._assert_stops_in_time(relay, threads_before_start)
 
     def test_stop_is_idempotent(self, relay: Relay, emitted: _KitRecorder) -> None:
         """A second and third ``stop`` are harmless and prompt."""
@@ -322,9 +326,4 @@ class RelayRestartContract(RelayContract):
         """A relay trying to reach a server that is down stops within its timeout, leaving no thread."""
         stop_server()
         self._start(relay, _KitRecorder())
-        began = time.monotonic()
-        relay.stop(timeout=self.stop_timeout)
-        took = time.monotonic() - began
-        assert took <= self.stop_timeout + self.timing_tolerance, f"stop took {took:.2f}s"
-        left = [t.name for t in set(threading.enumerate()) - threads_before_start if t.is_alive()]
-        assert not left, f"threads still alive after stop(): {left}"
+        self._assert_stops_in_time(relay, threads_before_start)
