@@ -10,6 +10,7 @@ path, in the emitting thread.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
@@ -97,20 +98,36 @@ class Outage:
 
 
 class Idle:
-    """Where :meth:`Rocketman.drain` waits: the workers notify it after each batch, when someone waits."""
+    """Where :meth:`Rocketman.drain` waits: the workers ring it after each batch, when someone waits.
 
-    __slots__ = ("condition", "waiting")
+    A bare lock used as a bell (held at rest; a worker releases it, a drain
+    takes it again), not a Condition: Ctrl-C in a drain must leave nothing
+    half done. A KeyboardInterrupt raised inside a Python-level ``with``
+    could leave a Condition's lock taken, or make its exit release a lock it
+    never took (a RuntimeError in place of the interrupt, and then the exit
+    drained for the whole shutdown_timeout). A lock's own acquire and
+    release are atomic.
+    """
+
+    __slots__ = ("_bell", "waiting")
 
     def __init__(self) -> None:
-        self.condition = threading.Condition(threading.Lock())
-        #: How many drain() calls wait now (read without the lock: a worker
-        #: that misses one only delays a drain by its poll interval).
+        self._bell = threading.Lock()
+        self._bell.acquire()
+        #: How many drain() calls wait now, kept without a lock (an update
+        #: lost to a race only makes a worker ring for nothing, or a drain
+        #: wait for its poll interval).
         self.waiting = 0
 
     def notify(self) -> None:
+        """Wake a drain() waiting now (a no-op when none is)."""
         if self.waiting:
-            with self.condition:
-                self.condition.notify_all()
+            with contextlib.suppress(RuntimeError):  # rung already, not yet answered
+                self._bell.release()
+
+    def wait(self, timeout: float) -> None:
+        """Wait up to ``timeout`` seconds for a worker's :meth:`notify`; the bell is held again after."""
+        self._bell.acquire(timeout=timeout)
 
 
 class WorkerLoop:

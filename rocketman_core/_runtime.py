@@ -433,23 +433,22 @@ class Rocketman:
         deadline = None if timeout is None else time.monotonic() + timeout
         idle = self._idle
         try:
-            with idle.condition:
-                idle.waiting += 1
-                try:
-                    while True:
-                        stats = storage.stats()
-                        if stats["queued"] + stats["reserved"] + stats["delayed"] == 0:
-                            return True
-                        wait = 0.05
-                        if deadline is not None:
-                            wait = min(wait, deadline - time.monotonic())
-                            if wait <= 0:
-                                return False
-                        # Woken by a worker after each batch; the bound covers
-                        # workers in other processes and retries falling due.
-                        idle.condition.wait(wait)
-                finally:
-                    idle.waiting -= 1
+            idle.waiting += 1
+            try:
+                while True:
+                    stats = storage.stats()
+                    if stats["queued"] + stats["reserved"] + stats["delayed"] == 0:
+                        return True
+                    wait = 0.05
+                    if deadline is not None:
+                        wait = min(wait, deadline - time.monotonic())
+                        if wait <= 0:
+                            return False
+                    # Woken by a worker after each batch; the bound covers
+                    # workers in other processes and retries falling due.
+                    idle.wait(wait)
+            finally:
+                idle.waiting -= 1
         except KeyboardInterrupt:
             # Ctrl-C while waiting: the user wants out now, so the exit's
             # shutdown does not drain again for shutdown_timeout.
