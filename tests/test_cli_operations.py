@@ -200,7 +200,10 @@ def test_ctrl_c_in_drain_exits_now_not_after_shutdown_timeout(tmp_path: Path) ->
         print("draining", flush=True)
         rocketman.drain()
     """))
+    # Ctrl-C as in a terminal: a test run started in the background inherits
+    # SIGINT ignored, and Python then installs no KeyboardInterrupt handler.
     process = subprocess.Popen([sys.executable, str(script)], cwd=tmp_path, env=_env(),
+                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     assert process.stdout is not None
     assert process.stdout.readline().strip() == "draining"

@@ -70,10 +70,11 @@ def test_the_relay_example_receives_what_its_publish_line_sends(
     address = rocketman_redis_server.url.split("://", 1)[1].split("/", 1)[0]
     host, port = address.rsplit(":", 1)
     namespace = f"readme-{uuid.uuid4().hex[:8]}"
-    relay = subprocess.Popen(
+    relay = subprocess.Popen(  # Ctrl-C as in a terminal, even when the test run inherited SIGINT ignored
         [sys.executable, "-c", script.replace("localhost:6379", address)], cwd=tmp_path,
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         env={**os.environ, "ROCKETMAN_REDIS_URL": f"{rocketman_redis_server.url}?namespace={namespace}"},
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(relay.stdout or ()), daemon=True)
