@@ -46,16 +46,17 @@ class Hooks:
     def refresh(self) -> None:
         """Read again which hooks have implementations, and how to call them."""
         hook = self._plugins.manager.hook
-        calls = {}
+        calls, implemented = {}, {}
         for name in ("rocketman_event_emitted", "rocketman_event_handled",
                      "rocketman_event_failed", "rocketman_event_dead_lettered"):
             caller = getattr(hook, name)
-            calls[name] = _calling(name, caller)
+            impls = caller.get_hookimpls()
+            calls[name], implemented[name] = _calling(name, caller, impls), bool(impls)
         self._calls = calls
-        self.emitted = bool(hook.rocketman_event_emitted.get_hookimpls())
-        self.handled = bool(hook.rocketman_event_handled.get_hookimpls())
-        self.failed = bool(hook.rocketman_event_failed.get_hookimpls())
-        self.dead_lettered = bool(hook.rocketman_event_dead_lettered.get_hookimpls())
+        self.emitted = implemented["rocketman_event_emitted"]
+        self.handled = implemented["rocketman_event_handled"]
+        self.failed = implemented["rocketman_event_failed"]
+        self.dead_lettered = implemented["rocketman_event_dead_lettered"]
 
     def event_emitted(self, event: Event) -> None:
         """Call ``rocketman_event_emitted``: ``event`` was stored (or, inline, dispatched)."""
@@ -76,9 +77,8 @@ class Hooks:
             {"event": event, "consumer": consumer, "reason": reason})
 
 
-def _calling(name: str, caller: Any) -> Callable[[dict[str, Any]], None]:
-    """A function calling every implementation of the hook ``name`` with the arguments given."""
-    impls = caller.get_hookimpls()
+def _calling(name: str, caller: Any, impls: list[Any]) -> Callable[[dict[str, Any]], None]:
+    """A function calling ``impls``, the implementations of the hook ``name``, with the arguments given."""
     if any(impl.hookwrapper or impl.wrapper for impl in impls):
         def through_pluggy(arguments: dict[str, Any]) -> None:
             try:

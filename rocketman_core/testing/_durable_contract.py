@@ -40,7 +40,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
@@ -52,7 +51,7 @@ import pytest
 from .._backends import storage_features
 from .._contracts import STATS_KEYS, Delivery, Storage, Subscription
 from ._deadlines import wait_until
-from ._routing_contract import StorageKit
+from ._routing_contract import ReserveInThread, StorageKit
 
 __all__ = ["DurableStorageContract", "DurableStorageSpec"]
 
@@ -152,33 +151,6 @@ class _ChildProcess:
                 stream.close()
 
 
-class _BlockedReserve:
-    """A ``reserve`` of ``kit`` blocked in another thread; ``done`` is set once it returned."""
-
-    def __init__(self, storage: Storage, timeout: float) -> None:
-        self.result: Sequence[Delivery] | None = None
-        self.error: BaseException | None = None
-        self.returned_at = float("inf")
-        self.done = threading.Event()
-        threading.Thread(target=self._run, args=(storage, timeout), daemon=True,
-                         name="rocketman-durable-kit-reserve").start()
-
-    def _run(self, storage: Storage, timeout: float) -> None:
-        try:
-            self.result = storage.reserve(KIT, timeout)
-        except BaseException as error:  # reported by the test thread
-            self.error = error
-        finally:
-            self.returned_at = time.monotonic()
-            self.done.set()
-
-    def end(self, storage: Storage, timeout: float) -> None:
-        """When still blocked (a failed test), end it with a message before the storage closes."""
-        if not self.done.is_set():
-            storage.push(EVENT, b"unblock")
-            self.done.wait(timeout)
-
-
 class DurableStorageContract(StorageKit):
     """Tests of the promises of a durable storage; subclass it and provide ``durable_storage_spec``.
 
@@ -266,24 +238,24 @@ class DurableStorageContract(StorageKit):
         process block in ``reserve``; one takes the message and stalls, the
         other must get it back about ``lease`` later, not at its timeout.
         """
-        waiters = [_BlockedReserve(kit, self.settle_timeout) for _ in range(2)]
+        waiters = [ReserveInThread(kit, self.settle_timeout) for _ in range(2)]
         try:
             time.sleep(self.block_settle)  # both inside their blocking reserve
             assert not any(w.done.is_set() for w in waiters), "reserve returned with nothing queued"
             kit.push(EVENT, b"stalled")
             wait_until(lambda: any(w.done.is_set() for w in waiters), self.settle_timeout,
                        "neither waiting reserve got the pushed message")
-            holder, waiter = sorted(waiters, key=lambda w: w.returned_at)
+            holder, waiter = sorted(waiters, key=lambda w: w.returned_at or float("inf"))
             assert holder.result is not None and [d.message for d in holder.result] == [b"stalled"]
             waiter.done.wait(lease + self.timing_tolerance)
-            waited = min(waiter.returned_at, time.monotonic()) - holder.returned_at
+            waited = min(waiter.returned_at or float("inf"), time.monotonic()) - (holder.returned_at or 0.0)
             assert waiter.result is not None and [d.message for d in waiter.result] == [b"stalled"], (
                 f"a {lease}s lease expired, and the worker waiting meanwhile did not get its "
                 f"message back within {waited:.2f}s")
             assert waited >= lease * 0.9, f"a {lease}s lease was broken after {waited:.2f}s"
         finally:
             for blocked in waiters:
-                blocked.end(kit, self.settle_timeout)
+                blocked.end(kit, EVENT, self.settle_timeout)
         kit.ack(waiter.result)
         self._assert_stats(kit)
 
@@ -361,7 +333,7 @@ class DurableStorageContract(StorageKit):
         interrupt = storage_features(kit).interrupt
         if interrupt is None:
             pytest.skip("the storage has no interrupt(): the optional member is absent")
-        reserving = _BlockedReserve(kit, self.settle_timeout)
+        reserving = ReserveInThread(kit, self.settle_timeout)
         try:
             # Nothing says from outside that a thread is inside a blocking call.
             time.sleep(self.block_settle)
@@ -371,7 +343,7 @@ class DurableStorageContract(StorageKit):
                 f"a reserve blocked for {self.settle_timeout}s was still blocked "
                 f"{self.wake_within}s after interrupt()")
         finally:
-            reserving.end(kit, self.settle_timeout)
+            reserving.end(kit, EVENT, self.settle_timeout)
         assert reserving.error is None, f"the interrupted reserve raised {reserving.error!r}"
         assert reserving.result == [], f"the interrupted reserve returned {reserving.result}"
         kit.push(EVENT, b"after the interrupt")

@@ -18,6 +18,51 @@ from ._deadlines import wait_until
 __all__ = ["RoutingContract", "StorageKit"]
 
 
+class ReserveInThread:
+    """A ``reserve`` blocked in another thread; when it returned (``returned_at``, ``done``)."""
+
+    def __init__(self, storage: Storage, timeout: float, max_count: int = 1,
+                 subscriptions: tuple[str, ...] = ("kit",)) -> None:
+        self.result: list[Any] | None = None
+        self.error: BaseException | None = None
+        self.returned_at: float | None = None
+        #: Set once the reserve returned (or raised).
+        self.done = threading.Event()
+        self._started = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, args=(storage, subscriptions, timeout, max_count),
+            name="rocketman-kit-reserve", daemon=True,
+        )
+        self._thread.start()
+        self._started.wait(5)
+
+    def _run(self, storage: Storage, subscriptions: tuple[str, ...], timeout: float,
+             max_count: int) -> None:
+        self._started.set()
+        try:
+            self.result = list(storage.reserve(subscriptions, timeout, max_count))
+        except BaseException as error:  # handed to the test thread by join()
+            self.error = error
+        finally:
+            self.returned_at = time.monotonic()
+            self.done.set()
+
+    def join(self, timeout: float) -> list[Any]:
+        """The deliveries the reserve returned; fails if it is still blocked after ``timeout``."""
+        self._thread.join(timeout)
+        assert not self._thread.is_alive(), f"reserve still blocked {timeout}s later"
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
+
+    def end(self, storage: Storage, event: str, timeout: float) -> None:
+        """When still blocked (a failed test), end it with a message before the storage closes."""
+        if not self.done.is_set():
+            storage.push(event, b"unblock")
+            self.done.wait(timeout)
+
+
 class StorageKit:
     """The helpers the storage tests share."""
 

@@ -27,13 +27,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
 from .._backends import Releasing
 from .._contracts import STATS_KEYS, STORAGE_CONTRACT, Storage, Subscription
-from ._routing_contract import RoutingContract, StorageKit
+from ._routing_contract import ReserveInThread, RoutingContract, StorageKit
 
 __all__ = ["StorageContract"]
 
@@ -48,42 +47,6 @@ AWKWARD_MESSAGES = (
 
 KIT = ("kit",)
 EVENT = "kit.event"
-
-
-class _ReserveInThread:
-    """A ``reserve`` blocked in another thread, and the moment it returned."""
-
-    def __init__(self, storage: Storage, timeout: float, max_count: int = 1,
-                 subscriptions: tuple[str, ...] = KIT) -> None:
-        self.result: list[Any] | None = None
-        self.error: BaseException | None = None
-        self.returned_at: float | None = None
-        self._started = threading.Event()
-        self._thread = threading.Thread(
-            target=self._run, args=(storage, subscriptions, timeout, max_count),
-            name="rocketman-kit-reserve", daemon=True,
-        )
-        self._thread.start()
-        self._started.wait(5)
-
-    def _run(self, storage: Storage, subscriptions: tuple[str, ...], timeout: float,
-             max_count: int) -> None:
-        self._started.set()
-        try:
-            self.result = list(storage.reserve(subscriptions, timeout, max_count))
-        except BaseException as error:  # handed to the test thread by join()
-            self.error = error
-        finally:
-            self.returned_at = time.monotonic()
-
-    def join(self, timeout: float) -> list[Any]:
-        """The deliveries the reserve returned; fails if it is still blocked after ``timeout``."""
-        self._thread.join(timeout)
-        assert not self._thread.is_alive(), f"reserve still blocked {timeout}s later"
-        if self.error is not None:
-            raise self.error
-        assert self.result is not None
-        return self.result
 
 
 class StorageContract(RoutingContract, StorageKit):
@@ -138,7 +101,7 @@ class StorageContract(RoutingContract, StorageKit):
         for message in messages:
             storage.push(EVENT, message)
 
-    def _let_block(self, reserving: _ReserveInThread) -> None:
+    def _let_block(self, reserving: ReserveInThread) -> None:
         # Nothing says from outside that a thread is inside a blocking call:
         # give it a moment to get there, so the test measures a wake-up and
         # not a reserve that found the message already queued.
@@ -202,7 +165,7 @@ class StorageContract(RoutingContract, StorageKit):
 
     def test_a_blocked_reserve_wakes_promptly_when_a_message_is_pushed(self, kit: Storage) -> None:
         """A reserve waiting with a long timeout returns the message as soon as it is pushed."""
-        reserving = _ReserveInThread(kit, timeout=self.settle_timeout)
+        reserving = ReserveInThread(kit, timeout=self.settle_timeout)
         self._let_block(reserving)
         pushed_at = time.monotonic()
         kit.push(EVENT, b"wake up")
@@ -315,7 +278,7 @@ class StorageContract(RoutingContract, StorageKit):
         """A reserve blocked with a long timeout returns a retried message when it is due."""
         kit.push(EVENT, b"first")
         [delivery] = self._reserve_exactly(kit, 1)
-        reserving = _ReserveInThread(kit, timeout=self.settle_timeout)
+        reserving = ReserveInThread(kit, timeout=self.settle_timeout)
         self._let_block(reserving)
         delay = self.retry_delay
         scheduled = time.monotonic()
