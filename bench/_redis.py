@@ -517,6 +517,10 @@ def redis_section(config: Config, rows: bool = True, scaling: bool = False) -> t
     try:
         bench = _Bench(server.url)
         found = _rows(bench, config) + _fanout_rows(bench, config) if rows else []
+        if rows:
+            from ._redis_latency import latency_rows
+
+            found += latency_rows(bench, config)
         series: dict[str, Any] = _scaling(bench, config) if scaling else {}
         if bench.unavailable:
             series["unavailable"] = bench.unavailable

@@ -13,8 +13,9 @@ import json
 import os
 import threading
 import time
+from typing import Any
 
-__all__ = ["Tally", "from_environment"]
+__all__ = ["LatencyTally", "Tally", "from_environment", "latency_from_environment"]
 
 
 class Tally:
@@ -43,3 +44,87 @@ class Tally:
 def from_environment() -> Tally:
     """The tally of this worker process, from ``BENCH_TOTAL``, ``BENCH_REDIS_URL``, ``BENCH_RESULT_KEY``."""
     return Tally(int(os.environ["BENCH_TOTAL"]), os.environ["BENCH_REDIS_URL"], os.environ["BENCH_RESULT_KEY"])
+
+
+class LatencyTally:
+    """Call with each event's send time (``time.time()`` in the producer); notes its latency.
+
+    The latency-recording variant of :class:`Tally`, for the light-load
+    figures: warm-up events (``warm=True``) are counted under
+    ``result_key + ":warm"`` (one INCR each, so that the benchmark knows the
+    worker has handled one) and not timed. At the ``total``-th timed event it
+    writes every latency (seconds, in arrival order) to ``result_key``.
+    ``list.append`` is atomic under the GIL: five threads record without a lock.
+    """
+
+    def __init__(self, total: int, redis_url: str, result_key: str) -> None:
+        self.total = total
+        self.redis_url = redis_url
+        self.result_key = result_key
+        self.latencies: list[float] = []
+        self.complete = threading.Event()
+        self._tick = itertools.count(1).__next__
+        self._client: Any = None
+
+    def _redis(self) -> Any:
+        import redis
+
+        if self._client is None:
+            self._client = redis.Redis.from_url(self.redis_url)
+        return self._client
+
+    def __call__(self, sent: float, warm: bool = False) -> None:
+        if warm:
+            self._redis().incr(self.result_key + ":warm")
+            return
+        self.latencies.append(time.time() - sent)
+        if self._tick() == self.total:
+            result = {"latencies": self.latencies, "pid": os.getpid()}
+            self._redis().set(self.result_key, json.dumps(result))
+            self.complete.set()
+
+
+def latency_from_environment() -> LatencyTally:
+    """The latency tally of this worker process, from the same variables as :func:`from_environment`."""
+    return LatencyTally(int(os.environ["BENCH_TOTAL"]), os.environ["BENCH_REDIS_URL"],
+                        os.environ["BENCH_RESULT_KEY"])
+
+
+class SharedTally:
+    """Call once per handled event, in each of several processes sharing one subscription.
+
+    No process knows how many events it will get: each one reports its count
+    and its first and last handler call under ``result_key``, from a thread,
+    whenever they changed in the last ``every`` seconds; the benchmark sums
+    the counts of every process until they make the total.
+    """
+
+    def __init__(self, redis_url: str, result_key: str, every: float = 0.02) -> None:
+        self.redis_url = redis_url
+        self.result_key = result_key
+        self.first = 0.0
+        self.last = 0.0
+        self.count = 0
+        self._tick = itertools.count(1).__next__
+        self._every = every
+        threading.Thread(target=self._report, daemon=True, name="bench-tally").start()
+
+    def __call__(self) -> None:
+        now = time.time()
+        self.count = count = self._tick()
+        if count == 1:
+            self.first = now
+        self.last = now
+
+    def _report(self) -> None:
+        import redis
+
+        client = redis.Redis.from_url(self.redis_url)
+        reported = -1
+        while True:
+            time.sleep(self._every)
+            count = self.count
+            if count != reported:
+                client.set(self.result_key, json.dumps(
+                    {"count": count, "first": self.first, "last": self.last, "pid": os.getpid()}))
+                reported = count
