@@ -17,11 +17,11 @@ from pathlib import Path
 from typing import Any
 
 from ._measure import REPO, Config
-from ._report import Row, markdown_table, text_table, update_readme, write_json
+from ._report import Row, markdown_table, text_table, update_readme, update_readme_block, write_json
 
 __all__ = ["main"]
 
-SECTIONS = ("memory", "inline", "redis", "startup", "rss", "scaling")
+SECTIONS = ("memory", "inline", "redis", "startup", "rss", "scaling", "scale")
 RESULTS = REPO / "bench" / "results"
 README = REPO / "bench" / "README.md"
 PEERS = ("rocketman-core", "rocketman-memory", "rocketman-threads", "rocketman-redis", "pluggy",
@@ -121,6 +121,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             rss_rows, series["rss_overload"] = outcome
             rows += rss_rows
 
+    if "scale" in chosen:
+        from ._redis_scale import scale_section
+
+        outcome = run("scale", lambda: scale_section(config))
+        if outcome is not None:
+            series["scale"] = outcome
     meta = _meta(config, sorted(chosen, key=SECTIONS.index), time.monotonic() - started, load_before)
     table = text_table(rows)
     print()
@@ -141,6 +147,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         plot = json_path.parent / "rss.png"
         plot_rss(plot, series["rss_overload"], "RSS while a producer outruns one slow consumer\n" + _title(meta))
         print(f"plot: {_shown(plot)}")
+    if "scale" in series:
+        from ._plot import plot_scale
+        from ._redis_scale import scale_markdown
+
+        scale_text = scale_markdown(series["scale"])
+        print(f"\n== scale ==\n{scale_text}")
+        plot = json_path.parent / "scale.png"
+        plot_scale(plot, series["scale"], "Redis storage scaling\n" + _title(meta))
+        print(f"plot: {_shown(plot)}")
+        if not config.quick and args.json is None and not args.no_readme and update_readme_block(
+                README, "scale", f"Run of {_title(meta)}.\n\n{scale_text}"):
+            print(f"scaling tables written into {_shown(README)}")
     complete = chosen == set(SECTIONS) and not config.quick and args.json is None
     if complete and not args.no_readme and update_readme(README, markdown_table(rows), _summary(meta, rows)):
         print(f"table written into {_shown(README)}")

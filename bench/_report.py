@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Row", "Target", "markdown_table", "text_table", "update_readme", "write_json"]
+__all__ = ["Row", "Target", "markdown_table", "text_table", "update_readme", "update_readme_block",
+           "write_json"]
 
 
 @dataclass(frozen=True)
@@ -246,4 +247,20 @@ def update_readme(readme: Path, table: str, summary: str) -> bool:
         return False
     block = f"{summary}\n\n{table}\n"
     readme.write_text(_MARKERS.sub(lambda m: m.group(1) + block + m.group(2), text))
+    return True
+
+
+def update_readme_block(readme: Path, name: str, text: str) -> bool:
+    """Put ``text`` between the README's ``<!-- bench:NAME:start -->`` and ``:end -->`` markers.
+
+    The sibling of :func:`update_readme` for the other blocks (``scale``);
+    False when the markers are missing.
+    """
+    markers = re.compile(
+        rf"(<!-- bench:{re.escape(name)}:start -->\n).*?(<!-- bench:{re.escape(name)}:end -->)", re.DOTALL
+    )
+    content = readme.read_text()
+    if not markers.search(content):
+        return False
+    readme.write_text(markers.sub(lambda m: m.group(1) + text.rstrip("\n") + "\n" + m.group(2), content))
     return True
