@@ -25,7 +25,8 @@ SECTIONS = ("memory", "inline", "redis", "startup", "rss", "scaling", "scale")
 RESULTS = REPO / "bench" / "results"
 README = REPO / "bench" / "README.md"
 PEERS = ("rocketman-core", "rocketman-memory", "rocketman-threads", "rocketman-redis", "pluggy",
-         "redis", "hiredis", "blinker", "dramatiq", "rq", "matplotlib", "psutil")
+         "redis", "hiredis", "blinker", "dramatiq", "rq", "celery", "kombu", "taskiq", "taskiq-redis",
+         "arq", "huey", "matplotlib", "psutil")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -120,13 +121,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         if outcome is not None:
             rss_rows, series["rss_overload"] = outcome
             rows += rss_rows
-
     if "scale" in chosen:
         from ._redis_scale import scale_section
 
         outcome = run("scale", lambda: scale_section(config))
         if outcome is not None:
             series["scale"] = outcome
+
     meta = _meta(config, sorted(chosen, key=SECTIONS.index), time.monotonic() - started, load_before)
     table = text_table(rows)
     print()

@@ -1,4 +1,6 @@
-"""The Redis storage against raw redis-py, a bare connection, a hand-written consumer, dramatiq and rq.
+"""The Redis storage against raw redis-py, a bare connection, a hand-written consumer, and peers.
+
+The peers: dramatiq, rq, Celery, taskiq, arq and huey, each with its own producer API and worker.
 
 Everything talks to a redis-server of the benchmark's own on a free port
 (no append-only file, like a cache-configured Redis), never to the machine's.
@@ -488,6 +490,87 @@ class _Bench:
                 "--worker-class", "rq.worker.SimpleWorker", "bench"]
         return self._drain_rate(argv, total, fill)
 
+    def _check_queued(self, peer: str, length: int, total: int) -> None:
+        """Fail unless the fill left all ``total`` messages where the peer's worker reads them."""
+        if length != total:
+            raise RuntimeError(f"{peer}: {length} of {total} messages in its queue after the fill")
+
+    def celery_rate(self, total: int) -> float:
+        """Celery, Redis broker, no result backend: ``delay`` fills, 1 worker ``-P threads -c 5`` drains."""
+        os.environ["BENCH_REDIS_URL"] = self.url  # read by the app module at import
+        from . import _celery_app
+
+        def fill() -> None:
+            # The FLUSHDB of the run took the queue's binding away: declare it again
+            # (else kombu routes to no queue and the messages are lost).
+            with _celery_app.app.connection_for_write() as connection:
+                _celery_app.app.amqp.queues[_celery_app.QUEUE](connection.default_channel).declare()
+            for number in range(total):
+                _celery_app.bench_event.delay({"n": number})
+            self._check_queued("celery", self.client.llen(_celery_app.QUEUE), total)
+
+        argv = [script("celery"), "-A", "bench._celery_app", "worker", "-P", "threads", "-c", "5",
+                "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING"]
+        return self._drain_rate(argv, total, fill)
+
+    def taskiq_rate(self, total: int) -> float:
+        """taskiq + taskiq-redis ListQueueBroker: ``kiq`` fills, 1 worker process of 5 async tasks drains."""
+        import asyncio
+
+        os.environ["BENCH_REDIS_URL"] = self.url
+        from . import _taskiq_app
+
+        async def send() -> None:
+            await _taskiq_app.broker.startup()
+            try:
+                for number in range(total):
+                    await _taskiq_app.bench_event.kiq({"n": number})
+            finally:
+                await _taskiq_app.broker.shutdown()
+
+        def fill() -> None:
+            asyncio.run(send())
+            self._check_queued("taskiq", self.client.llen(_taskiq_app.QUEUE), total)
+
+        argv = [script("taskiq"), "worker", "bench._taskiq_app:broker", "--workers", "1",
+                "--max-async-tasks", "5", "--no-configure-logging"]
+        return self._drain_rate(argv, total, fill)
+
+    def arq_rate(self, total: int) -> float:
+        """arq: ``enqueue_job`` fills, ``arq bench._arq_app.WorkerSettings`` (max_jobs=5) drains."""
+        import asyncio
+
+        from arq import create_pool
+        from arq.connections import RedisSettings
+        from arq.constants import default_queue_name
+
+        async def send() -> None:
+            pool = await create_pool(RedisSettings.from_dsn(self.url))
+            try:
+                for number in range(total):
+                    await pool.enqueue_job("bench_event", {"n": number})
+            finally:
+                await pool.aclose()
+
+        def fill() -> None:
+            asyncio.run(send())
+            self._check_queued("arq", self.client.zcard(default_queue_name), total)
+
+        return self._drain_rate([script("arq"), "bench._arq_app.WorkerSettings"], total, fill)
+
+    def huey_rate(self, total: int) -> float:
+        """huey, RedisHuey: calling the task fills, ``huey_consumer -w 5 -k thread`` drains."""
+        os.environ["BENCH_REDIS_URL"] = self.url
+        from . import _huey_app
+
+        def fill() -> None:
+            for number in range(total):
+                _huey_app.bench_event({"n": number})
+            self._check_queued("huey", self.client.llen(_huey_app.huey.storage.queue_key), total)
+
+        argv = [script("huey_consumer"), "bench._huey_app.huey", "-w", "5", "-k", "thread", "-q"]
+        return self._drain_rate(argv, total, fill)
+
 
 def _stop_all(processes: Sequence[subprocess.Popen[bytes]]) -> None:
     """SIGTERM each worker's process group (dramatiq forks), then SIGKILL those that linger."""
@@ -517,6 +600,10 @@ def redis_section(config: Config, rows: bool = True, scaling: bool = False) -> t
     try:
         bench = _Bench(server.url)
         found = _rows(bench, config) + _fanout_rows(bench, config) if rows else []
+        if rows:
+            from ._steady import steady_rows
+
+            found += steady_rows(bench, config)
         if rows:
             from ._redis_latency import latency_rows
 
@@ -563,7 +650,10 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
         lambda: bench.raw_rate(total, 5), lambda: bench.raw_rate(total, 1))
     peers: dict[str, list[float]] = {}
     problems: dict[str, str] = {}
-    for name, measure in (("dramatiq", bench.dramatiq_rate), ("rq", bench.rq_rate)):
+    measured: tuple[tuple[str, Callable[[int], float]], ...] = (
+        ("dramatiq", bench.dramatiq_rate), ("rq", bench.rq_rate), ("celery", bench.celery_rate),
+        ("taskiq", bench.taskiq_rate), ("arq", bench.arq_rate), ("huey", bench.huey_rate))
+    for name, measure in measured:
         (rates,), why = _paired([lambda m=measure: m(total)], config.pick(3, 1))  # type: ignore[misc]
         peers[name], problems[name] = rates, why
 
@@ -585,7 +675,29 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
                    peers["dramatiq"], Target(">=", 10.0), note=note or problems["dramatiq"], extra=counts),
         Row.paired(section, e2e_figure, "events/s", e2e, "rq SimpleWorker (no fork per job)", peers["rq"],
                    note=note or problems["rq"], extra=counts),
+        # Informational, no target: each peer's own producer API fills, its own worker drains.
+        *(Row.paired(section, e2e_figure, "events/s", e2e, described, peers[name],
+                     note=note or problems[name], extra={**counts, "peer_runs": config.pick(3, 1),
+                                                         "peer_setup": setup})
+          for name, described, setup in _PEER_ROWS),
     ]
+
+
+#: The informational end-to-end peers: (name, the row's baseline, how it is set up).
+_PEER_ROWS = (
+    ("celery", "Celery, Redis broker, 1 worker -P threads -c 5, no result backend",
+     "celery.delay fills; celery -A bench._celery_app worker -P threads -c 5 --without-gossip "
+     "--without-mingle --without-heartbeat; task_ignore_result; default prefetch (4 per thread)"),
+    ("taskiq", "taskiq ListQueueBroker, 1 worker process, --max-async-tasks 5",
+     "kiq fills (LPUSH); taskiq worker bench._taskiq_app:broker --workers 1 --max-async-tasks 5 "
+     "(taskiq's default is 2 processes, 100 async tasks each); async handler; no result backend"),
+    ("arq", "arq, 1 worker, max_jobs=5 (default poll_delay 0.5 s)",
+     "enqueue_job fills; arq bench._arq_app.WorkerSettings, max_jobs=5 (default 10), keep_result=0; "
+     "arq's default poll_delay (0.5 s) and queue_read_limit (100): at most ~100 jobs read per poll"),
+    ("huey", "huey RedisHuey, 1 consumer -w 5 -k thread",
+     "calling the task fills; huey_consumer bench._huey_app.huey -w 5 -k thread; blocking BRPOP; "
+     "None results not stored"),
+)
 
 
 def _paired(measures: Sequence[Callable[[], Any]], runs: int) -> tuple[list[list[Any]], str]:
