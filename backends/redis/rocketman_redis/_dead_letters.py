@@ -15,7 +15,7 @@ from rocketman_core import DeadLetter
 
 from . import _scripts
 from ._errors import StorageError
-from ._layout import KeyLayout
+from ._layout import KeyLayout, SubscriptionKeys
 from ._routing import Table
 from ._wire import MAX_BATCH, Script, Wire
 
@@ -38,21 +38,24 @@ class DeadLetters:
     def _error(self, doing: str, error: RedisError) -> StorageError:
         raise NotImplementedError  # provided by RedisStorage
 
+    def _settle(self, script: Script, deliveries: Sequence[Any],
+                keys: Callable[[SubscriptionKeys], tuple[str, ...]],
+                args: Callable[[Any, list[int], bool], tuple[Any, ...]], doing: str) -> int:
+        raise NotImplementedError  # provided by RedisStorage
+
     def _versioned(self, script: Script, build: Callable[[Table], tuple[Sequence[str], Sequence[Any]]],
                    doing: str) -> Any:
         raise NotImplementedError  # provided by RedisStorage
 
     def dead_letter(self, delivery: Any, message: bytes, reason: str) -> None:
         """Replace ``delivery`` by a dead letter of its subscription, in one step (one round trip)."""
-        keys, sub = self.keys, delivery.keys
-        try:
-            self._wire.run(_DEAD_LETTER, (
-                sub.reserved, sub.leases, sub.dead,
-                keys.dead, keys.dead_messages, keys.dead_reasons, keys.dead_times,
-                keys.dead_subscriptions, keys.dead_sequence,
-            ), (delivery.token, message, reason, delivery.subscription))
-        except RedisError as error:
-            raise self._error("keep a dead letter", error) from error
+        keys = self.keys
+        self._settle(_DEAD_LETTER, [delivery], lambda sub: (
+            sub.reserved, sub.leases, sub.dead,
+            keys.dead, keys.dead_messages, keys.dead_reasons, keys.dead_times,
+            keys.dead_subscriptions, keys.dead_sequence,
+        ), lambda lease, indices, whole: (lease.token, indices[0], message, reason, delivery.subscription),
+            "keep a dead letter of")
         delivery.acked = True
 
     def dead_letters(self, limit: int | None = None, subscription: str | None = None) -> list[Any]:

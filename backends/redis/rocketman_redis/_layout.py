@@ -23,7 +23,7 @@ class SubscriptionKeys:
     queue: str
     #: List of wake-up tokens, on which workers block (BLPOP) while the queue is empty.
     wake: str
-    #: Hash: lease token -> the reserved message.
+    #: Hash: lease token -> the batch of messages it covers (msgpack), and "#" -> how many are leased.
     reserved: str
     #: Sorted set: lease token -> deadline, in milliseconds of the server's clock.
     leases: str

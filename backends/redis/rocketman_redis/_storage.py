@@ -14,15 +14,19 @@ How a message moves (keys of :class:`~rocketman_redis.KeyLayout`):
   blocks in ``BLPOP`` on their wake-up lists (no polling) and runs TAKE
   again. A token lost with a killed worker costs latency, never data: the
   message is still in its queue.
-* a lease is a token in the subscription's ``reserved`` hash (token ->
-  message) and ``leases`` sorted set (token -> deadline on the server's
-  clock); ``ack`` deletes both (O(1) per message), ``renew`` pushes the
-  deadline back, ``retry_later`` and ``dead_letter`` replace it in one
-  script, and TAKE puts every expired lease's message back in its queue.
+* a lease covers the batch one TAKE took from a queue: a token in the
+  subscription's ``reserved`` hash (token -> the batch's messages) and
+  ``leases`` sorted set (token -> deadline on the server's clock), so its
+  cost is per batch, not per message. ``ack`` of the whole batch deletes
+  both, ``renew`` pushes the deadline back, ``retry_later``,
+  ``dead_letter``, ``release`` and a partial ``ack`` take their messages
+  out of it in one script each, and TAKE puts what an expired lease still
+  holds back in its queue (see ``lua/include/batch.lua``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import os
@@ -73,20 +77,53 @@ _RETRY_LATER = Script(_scripts.RETRY_LATER)
 _COUNTS = Script(_routing_scripts.COUNTS)
 
 
-class _Delivery:
-    """A reserved message, its subscription and the token of its lease."""
+class _Lease:
+    """The lease of one batch: its token, and which of its messages (1-based) are not settled yet.
 
-    __slots__ = ("acked", "keys", "message", "subscription", "token")
+    Its lock is held while a settlement runs, from choosing what it takes to
+    the script's answer: a worker acknowledging its batch and a stop giving
+    the same batch back never both claim a message, and the last one to
+    settle is the one that forgets the batch.
+    """
 
-    def __init__(self, message: bytes, token: str, keys: SubscriptionKeys) -> None:
-        self.message = message
+    __slots__ = ("keys", "left", "lock", "token")
+
+    def __init__(self, token: str, keys: SubscriptionKeys, size: int) -> None:
         self.token = token
         self.keys = keys
-        self.subscription = keys.name
+        self.left = set(range(1, size + 1))
+        self.lock = threading.Lock()
+
+
+class _Delivery:
+    """A reserved message, its subscription, and its place in the batch its lease covers."""
+
+    __slots__ = ("acked", "index", "keys", "lease", "message", "subscription")
+
+    def __init__(self, message: bytes, lease: _Lease, index: int) -> None:
+        self.message = message
+        self.lease = lease
+        self.index = index
+        self.keys = lease.keys
+        self.subscription = lease.keys.name
         self.acked = False
 
+    @property
+    def token(self) -> str:
+        """The token of the lease covering this delivery (and the rest of its batch)."""
+        return self.lease.token
+
     def __repr__(self) -> str:
-        return f"<redis delivery {self.token} for {self.subscription} ({len(self.message)} bytes)>"
+        return (f"<redis delivery {self.token} #{self.index} for {self.subscription} "
+                f"({len(self.message)} bytes)>")
+
+
+def _by_lease(deliveries: Sequence[Any]) -> dict[_Lease, list[Any]]:
+    """Deliveries by the lease that covers them, each group in the order given."""
+    groups: dict[_Lease, list[Any]] = {}
+    for delivery in deliveries:
+        groups.setdefault(delivery.lease, []).append(delivery)
+    return groups
 
 
 class _ReserveHint(threading.local):
@@ -96,14 +133,6 @@ class _ReserveHint(threading.local):
     wake_at: float | None = None
     retries = 0  # the storage's count of retry_later calls then: a new retry may fall due sooner
     hosted: tuple[str, ...] = ()
-
-
-def _grouped(deliveries: Sequence[Any]) -> dict[str, list[Any]]:
-    """Deliveries by subscription, each group in the order given."""
-    groups: dict[str, list[Any]] = {}
-    for delivery in deliveries:
-        groups.setdefault(delivery.subscription, []).append(delivery)
-    return groups
 
 
 _instances: weakref.WeakSet[RedisStorage] = weakref.WeakSet()
@@ -384,8 +413,13 @@ class RedisStorage(Subscriptions, DeadLetters):
                     wake_at = min(wake_at, now + self.lease)
                 local.wake_at = wake_at
                 if taken:
-                    return [_Delivery(taken[i + 1], f"{prefix}{i // 2 + 1}", hosted[int(taken[i])])
-                            for i in range(0, len(taken), 2)]
+                    deliveries = []
+                    for i in range(0, len(taken), 2):
+                        index, messages = int(taken[i]), taken[i + 1]
+                        lease = _Lease(f"{prefix}{index}*", hosted[index], len(messages))
+                        deliveries += [_Delivery(message, lease, n)
+                                       for n, message in enumerate(messages, 1)]
+                    return deliveries
                 if wake_at is None:
                     # Queued messages, but none for us (others took them): look again.
                     wake_at = now
@@ -451,44 +485,46 @@ class RedisStorage(Subscriptions, DeadLetters):
             self._interrupted.notify_all()
         self._unblock(blocked)
 
-    def _per_subscription(self, script: Script, deliveries: Sequence[Any],
-                          keys: Callable[[SubscriptionKeys], tuple[str, ...]],
-                          head: Sequence[Any], doing: str) -> int:
-        """Run ``script`` on deliveries grouped by subscription; return the sum of its answers.
+    def _settle(self, script: Script, deliveries: Sequence[Any],
+                keys: Callable[[SubscriptionKeys], tuple[str, ...]],
+                args: Callable[[_Lease, list[int], bool], tuple[Any, ...]], doing: str) -> int:
+        """Take ``deliveries`` out of their batches with ``script``, one call for them all; return its answer.
 
-        Its KEYS are ``keys(...)`` of each group, its ARGV ``head``, the
-        count of each group, then the tokens; at most a thousand per call.
+        Its KEYS are ``keys(...)`` of each batch's subscription, its ARGV
+        ``args(lease, indices, whole)`` of each batch, where ``whole`` says
+        that the indices are all the batch has left. Deliveries already
+        settled are skipped. Each batch's lock is held until the script
+        answered (see :class:`_Lease`).
         """
-        groups = [
-            group[first:first + MAX_BATCH]
-            for group in _grouped(deliveries).values()
-            for first in range(0, len(group), MAX_BATCH)
-        ]
-        calls: list[list[list[Any]]] = [[]]
-        size = 0
-        for group in groups:
-            if calls[-1] and size + len(group) > MAX_BATCH:
-                calls.append([])
-                size = 0
-            calls[-1].append(group)
-            size += len(group)
-        done = 0
-        try:
-            for call in calls:
-                done += int(self._wire.run(
-                    script,
-                    [key for group in call for key in keys(group[0].keys)],
-                    (*head, *(len(group) for group in call), *(d.token for group in call for d in group)),
-                ))
-        except RedisError as error:
-            raise self._error(f"{doing} {len(deliveries)} events", error) from error
-        return done
+        groups = _by_lease(deliveries)
+        with contextlib.ExitStack() as locks:
+            # Taken in one order by every thread; the script's arguments keep the order given.
+            for lease in sorted(groups, key=id):
+                locks.enter_context(lease.lock)
+            script_keys: list[str] = []
+            script_args: list[Any] = []
+            for lease, group in groups.items():
+                indices = [d.index for d in group if d.index in lease.left]
+                if not indices:
+                    continue
+                lease.left.difference_update(indices)
+                script_keys += keys(lease.keys)
+                script_args += args(lease, indices, not lease.left)
+            if not script_keys:
+                return 0
+            try:
+                return int(self._wire.run(script, script_keys, script_args))
+            except RedisError as error:
+                raise self._error(f"{doing} {len(deliveries)} events", error) from error
 
     def ack(self, deliveries: Sequence[Any]) -> None:
         """Forget the deliveries (one round trip); a second ack, or a lost lease, changes nothing."""
         if not deliveries:
             return
-        self._per_subscription(_ACK, deliveries, lambda k: (k.reserved, k.leases), (), "acknowledge")
+        self._settle(_ACK, deliveries, lambda k: (k.reserved, k.leases),
+                     lambda lease, indices, whole: (
+                         lease.token, len(indices), "" if whole else ",".join(map(str, indices))),
+                     "acknowledge")
         for delivery in deliveries:
             delivery.acked = True
 
@@ -496,25 +532,36 @@ class RedisStorage(Subscriptions, DeadLetters):
         """Give unhandled deliveries back to the front of their queues now, in order."""
         if not deliveries:
             return
-        self._per_subscription(_RELEASE, deliveries,
-                               lambda k: (k.queue, k.wake, k.reserved, k.leases), (), "give back")
+        self._settle(_RELEASE, deliveries, lambda k: (k.queue, k.wake, k.reserved, k.leases),
+                     lambda lease, indices, whole: (lease.token, ",".join(map(str, indices))),
+                     "give back")
         for delivery in deliveries:
             delivery.acked = True
 
     def renew(self, deliveries: Sequence[Any]) -> None:
         """Push the lease deadlines of held deliveries ``lease`` seconds past now (server clock)."""
-        pending = [d for d in deliveries if not d.acked]
-        if not pending:
+        leases = [lease for lease, group in _by_lease(deliveries).items()
+                  if lease.left and any(not d.acked for d in group)]
+        if not leases:
             return
-        held = self._per_subscription(_RENEW, pending, lambda k: (k.leases,), (self._lease_ms,),
-                                      "renew the leases of")
-        # Those acknowledged meanwhile were not lost, only done.
-        lost = len(pending) - held - sum(1 for d in pending if d.acked)
-        if lost > 0:
+        groups: dict[str, list[_Lease]] = {}
+        for lease in leases:
+            groups.setdefault(lease.keys.name, []).append(lease)
+        try:
+            held = int(self._wire.run(
+                _RENEW, [group[0].keys.leases for group in groups.values()],
+                (self._lease_ms, *(len(group) for group in groups.values()),
+                 *(lease.token for group in groups.values() for lease in group))))
+        except RedisError as error:
+            raise self._error(f"renew the leases of {len(deliveries)} events", error) from error
+        # Those settled meanwhile were not lost, only done.
+        lost = [lease for lease in leases if lease.left]
+        if len(leases) - held > len(leases) - len(lost):
+            messages = sum(len(lease.left) for lease in lost)
             logger.warning(
-                "%d leases expired before they were renewed; their events were handed to "
-                "another worker and may be handled twice (lease is %.1fs: raise it if "
-                "workers stall longer than that)", lost, self.lease,
+                "%d leases (of %d messages) expired before they were renewed; their events were "
+                "handed to another worker and may be handled twice (lease is %.1fs: raise it if "
+                "workers stall longer than that)", len(leases) - held, messages, self.lease,
             )
 
     # -- retries ---------------------------------------------------------
@@ -524,11 +571,11 @@ class RedisStorage(Subscriptions, DeadLetters):
         # Random characters first, so that two equal retries stay two members.
         tagged = os.urandom(_scripts.RETRY_TAG_WIDTH // 2).hex().encode() + message
         keys = delivery.keys
-        try:
-            recorded = self._wire.run(_RETRY_LATER, (keys.reserved, keys.leases, keys.delayed),
-                                      (delivery.token, max(0, round(delay * 1000)), tagged))
-        except RedisError as error:
-            raise self._error("schedule a retry", error) from error
+        recorded = self._settle(_RETRY_LATER, [delivery],
+                                lambda k: (keys.reserved, keys.leases, keys.delayed),
+                                lambda lease, indices, whole: (
+                                    lease.token, indices[0], max(0, round(delay * 1000)), tagged),
+                                "schedule a retry for")
         delivery.acked = True
         if not recorded:
             logger.debug("the lease of %r was lost before its retry was recorded", delivery)
@@ -556,7 +603,7 @@ class RedisStorage(Subscriptions, DeadLetters):
             script_keys += (keys.created, keys.seen)
             for name in table.names:
                 sub = table.keys[name]
-                script_keys += (sub.leases, sub.delayed, sub.dead, sub.hosts)
+                script_keys += (sub.reserved, sub.delayed, sub.dead, sub.hosts)
             return script_keys, [*args, "1" if with_hosts else "0"]
 
         totals, rows, evicted = self._versioned(_COUNTS, build, "count events")

@@ -95,10 +95,12 @@ def test_take_answers_with_the_status_codes_python_reads(redis_storage: RedisSto
 
     assert take(10) == [_scripts.TAKE_NOTHING_DUE]
     redis_raw.lpush(keys.queue, b"first", b"second")
-    assert take(1) == [_scripts.TAKE_MORE_QUEUED, 0, b"first"]
+    # Each batch under one lease: the subscription's index, then its messages.
+    assert take(1) == [_scripts.TAKE_MORE_QUEUED, 0, [b"first"]]
     status, *taken = take(1)
     # Both leases are pending: the ms until the first falls due.
-    assert taken == [0, b"second"] and 0 <= status <= 30000
+    assert taken == [0, [b"second"]] and 0 <= status <= 30000
+    assert redis_raw.hget(keys.reserved, "#") == b"2"  # what stats() reports as reserved
 
     # A retry as the storage writes it is read back by TAKE as the message, to the byte.
     redis_storage.subscribe([Subscription("s", ("*",))], "test-host")

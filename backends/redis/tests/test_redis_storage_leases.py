@@ -287,3 +287,79 @@ def test_release_gives_deliveries_back_to_the_front_of_the_queue_in_order(
     redis_storage.release(held[2:])  # released already: changes nothing
     redis_storage.ack(held[:2] + again)
     assert redis_storage.stats()["reserved"] == 0
+
+
+def test_one_lease_covers_a_batch_and_what_is_settled_of_it_never_comes_back(
+    redis_storage_factory: Callable[..., RedisStorage], redis_raw: redis.Redis,
+) -> None:
+    """A batch is one lease; acked, retried and dead-lettered members stay so when the holder dies."""
+    crashed = _subscribed(redis_storage_factory(lease=30))
+    survivor = redis_storage_factory(namespace=crashed.keys.namespace, lease=30)
+    keys = crashed.keys.subscription("s")
+    crashed.push_many([("job.run", name) for name in (b"acked", b"retried", b"dead", b"unsettled", b"also")])
+    held = crashed.reserve(S, 5, 10)
+    assert [d.message for d in held] == [b"acked", b"retried", b"dead", b"unsettled", b"also"]
+    assert redis_raw.zcard(keys.leases) == 1, "a batch must cost one lease, not one per message"
+    assert crashed.stats()["reserved"] == 5
+
+    crashed.ack(held[:1])
+    crashed.retry_later(held[1], b"retried, again", 3600)
+    crashed.dead_letter(held[2], b"dead", "it failed")
+    assert crashed.stats() == {**EMPTY, "reserved": 2, "delayed": 1, "dead": 1}
+
+    # The holder dies: its lease expires (here: moved to the past on the server's clock).
+    redis_raw.zadd(keys.leases, {held[0].token: _server_ms(redis_raw) - 1000})
+    taken = _reserve_until(survivor, 2, timeout=5)
+    assert [d.message for d in taken] == [b"unsettled", b"also"], "only what was not settled comes back"
+    assert survivor.stats() == {**EMPTY, "reserved": 2, "delayed": 1, "dead": 1}
+    crashed.ack(held[3:])  # too late: the lease is gone, nothing changes
+    assert survivor.stats()["reserved"] == 2
+    survivor.ack(taken)
+    assert survivor.stats() == {**EMPTY, "delayed": 1, "dead": 1}
+    assert redis_raw.hget(keys.reserved, "#") == b"0" and redis_raw.zcard(keys.leases) == 0
+
+
+def test_a_stop_giving_back_a_batch_while_its_worker_acknowledges_it_settles_each_message_once(
+    redis_storage_factory: Callable[..., RedisStorage],
+) -> None:
+    """Ack and release of one batch from two threads: each message is acknowledged or queued again, never both or neither."""
+    storage = _subscribed(redis_storage_factory())
+    for _ in range(20):
+        storage.push_many([("job.run", f"m{i}".encode()) for i in range(8)])
+        held = storage.reserve(S, 5, 8)
+        assert len(held) == 8
+        go = threading.Barrier(2)
+
+        def settle(action: Callable[[Sequence[Any]], None], part: Sequence[Any],
+                   go: threading.Barrier = go) -> None:
+            go.wait()
+            action(part)
+
+        threads = [threading.Thread(target=settle, args=(storage.ack, held[:5])),
+                   threading.Thread(target=settle, args=(storage.release, held))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(10)
+        stats = storage.stats()
+        assert stats["reserved"] == 0, stats
+        again = _reserve_until(storage, stats["queued"], timeout=5)
+        acked = {d.message for d in held[:5]}
+        # Released first: all 8 back. Acknowledged first: the other 3. Never a mix of a message in both.
+        assert {d.message for d in again} in ({d.message for d in held}, {d.message for d in held} - acked)
+        storage.ack(again)
+        assert storage.stats() == EMPTY
+
+
+def test_a_lease_of_one_message_written_by_the_earlier_layout_still_comes_back(
+    redis_storage: RedisStorage, redis_raw: redis.Redis,
+) -> None:
+    """A worker of the previous version leased message by message: its expired leases are not lost."""
+    storage = _subscribed(redis_storage)
+    keys = storage.keys.subscription("s")
+    redis_raw.hset(keys.reserved, "old-worker:7:1", b"leased alone")
+    redis_raw.zadd(keys.leases, {"old-worker:7:1": _server_ms(redis_raw) - 1000})
+    (delivery,) = _reserve_until(storage, 1, timeout=5)
+    assert delivery.message == b"leased alone"
+    storage.ack([delivery])
+    assert redis_raw.hlen(keys.reserved) == 1 and redis_raw.zcard(keys.leases) == 0  # only "#" is left

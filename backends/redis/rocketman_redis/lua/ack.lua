@@ -1,12 +1,14 @@
 -- ACK: forget acknowledged deliveries. KEYS: reserved and leases of each
--- subscription involved. ARGV: the count of tokens for each, then the tokens.
-local pos = #KEYS / 2 + 1
+-- batch involved. ARGV: for each, its token, how many of its messages are
+-- left, and '' when these are all of them (the batch is forgotten whole),
+-- else the comma-separated 1-based indices acknowledged.
+--#include batch.lua
 for j = 1, #KEYS / 2 do
-  local count = tonumber(ARGV[j])
-  if count > 0 then
-    redis.call('HDEL', KEYS[2 * j - 1], unpack(ARGV, pos, pos + count - 1))
-    redis.call('ZREM', KEYS[2 * j], unpack(ARGV, pos, pos + count - 1))
+  local token, left, indices = ARGV[3 * j - 2], tonumber(ARGV[3 * j - 1]), ARGV[3 * j]
+  if indices == '' then
+    forget(KEYS[2 * j - 1], KEYS[2 * j], token, left)
+  else
+    take_out(KEYS[2 * j - 1], KEYS[2 * j], token, indices_of(indices))
   end
-  pos = pos + count
 end
 return 1

@@ -4,12 +4,13 @@
 -- of each queue (ARGV[4] workers of this process want work).
 -- KEYS: for each hosted subscription: queue, wake, reserved, leases, delayed.
 -- ARGV: max_count, lease_ms, token_prefix, reservers, first.
--- Returns {status, s, message, s, message...} where s is the 0-based
--- subscription index and the n-th message's lease token is prefix .. n;
--- status TAKE_MORE_QUEUED when messages are left in a hosted queue, else the
+-- Returns {status, s, messages, s, messages...} where s is the 0-based
+-- subscription index and messages the batch leased from its queue under the
+-- token prefix .. s .. '*' (see batch.lua); status TAKE_MORE_QUEUED when messages are left in a hosted queue, else the
 -- ms until the next retry or lease falls due (TAKE_NOTHING_DUE: none), which
 -- bounds how long the caller may block before it calls TAKE again.
 --#include now.lua
+--#include batch.lua
 local n = #KEYS / 5
 for s = 0, n - 1 do
   local queue, reserved, leases, delayed = KEYS[5 * s + 1], KEYS[5 * s + 3], KEYS[5 * s + 4], KEYS[5 * s + 5]
@@ -25,12 +26,19 @@ for s = 0, n - 1 do
   local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 256)
   if #expired > 0 then
     local lost = redis.call('HMGET', reserved, unpack(expired))
+    local count = 0
     for i = #expired, 1, -1 do
-      -- To the front of the line (the right end): it has waited long enough.
-      if lost[i] then redis.call('RPUSH', queue, lost[i]) end
+      if lost[i] then
+        local messages = unsettled(expired[i], lost[i])
+        -- To the front of the line (the right end), the first of a batch
+        -- last, to be taken first: they have waited long enough.
+        for m = #messages, 1, -1 do redis.call('RPUSH', queue, messages[m]) end
+        if is_batch(expired[i]) then count = count + #messages end
+      end
     end
     redis.call('HDEL', reserved, unpack(expired))
     redis.call('ZREM', leases, unpack(expired))
+    if count > 0 then redis.call('HINCRBY', reserved, '#', -count) end
   end
 end
 local want, reservers = tonumber(ARGV[1]), tonumber(ARGV[4])
@@ -46,18 +54,12 @@ for step = 0, n - 1 do
   if queued > 0 then
     local count = math.min(want - taken, math.ceil(queued / reservers))
     local messages = redis.call('RPOP', queue, count)
-    local fields, scores = {}, {}
-    for i = 1, #messages do
-      local token = ARGV[3] .. (taken + i)
-      fields[2 * i - 1] = token
-      fields[2 * i] = messages[i]
-      scores[2 * i - 1] = deadline
-      scores[2 * i] = token
-      result[#result + 1] = s
-      result[#result + 1] = messages[i]
-    end
-    redis.call('HSET', KEYS[5 * s + 3], unpack(fields))
-    redis.call('ZADD', KEYS[5 * s + 4], unpack(scores))
+    local token = ARGV[3] .. s .. '*'
+    redis.call('HSET', KEYS[5 * s + 3], token, cmsgpack.pack(messages))
+    redis.call('HINCRBY', KEYS[5 * s + 3], '#', #messages)
+    redis.call('ZADD', KEYS[5 * s + 4], deadline, token)
+    result[#result + 1] = s
+    result[#result + 1] = messages
     taken = taken + #messages
     if #messages == queued then redis.call('DEL', KEYS[5 * s + 2]) end
   end
