@@ -54,7 +54,8 @@ class DeadLetters:
             sub.reserved, sub.leases, sub.dead,
             keys.dead, keys.dead_messages, keys.dead_reasons, keys.dead_times,
             keys.dead_subscriptions, keys.dead_sequence,
-        ), lambda lease, indices, whole: (lease.token, indices[0], message, reason, delivery.subscription),
+        ), lambda lease, indices, whole: (
+            lease.token, str(indices[0]), "1" if whole else "0", message, reason, delivery.subscription),
             "keep a dead letter of")
         delivery.acked = True
 

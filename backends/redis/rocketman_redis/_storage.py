@@ -135,6 +135,11 @@ class _ReserveHint(threading.local):
     hosted: tuple[str, ...] = ()
 
 
+def _indices(lease: _Lease, indices: list[int], whole: bool) -> tuple[str, str, str]:
+    """A batch's arguments to the settling scripts: its token, the indices, whether they are all it has left."""
+    return lease.token, ",".join(map(str, indices)), "1" if whole else "0"
+
+
 _instances: weakref.WeakSet[RedisStorage] = weakref.WeakSet()
 
 
@@ -521,10 +526,7 @@ class RedisStorage(Subscriptions, DeadLetters):
         """Forget the deliveries (one round trip); a second ack, or a lost lease, changes nothing."""
         if not deliveries:
             return
-        self._settle(_ACK, deliveries, lambda k: (k.reserved, k.leases),
-                     lambda lease, indices, whole: (
-                         lease.token, len(indices), "" if whole else ",".join(map(str, indices))),
-                     "acknowledge")
+        self._settle(_ACK, deliveries, lambda k: (k.reserved, k.leases), _indices, "acknowledge")
         for delivery in deliveries:
             delivery.acked = True
 
@@ -533,8 +535,7 @@ class RedisStorage(Subscriptions, DeadLetters):
         if not deliveries:
             return
         self._settle(_RELEASE, deliveries, lambda k: (k.queue, k.wake, k.reserved, k.leases),
-                     lambda lease, indices, whole: (lease.token, ",".join(map(str, indices))),
-                     "give back")
+                     _indices, "give back")
         for delivery in deliveries:
             delivery.acked = True
 
@@ -574,7 +575,7 @@ class RedisStorage(Subscriptions, DeadLetters):
         recorded = self._settle(_RETRY_LATER, [delivery],
                                 lambda k: (keys.reserved, keys.leases, keys.delayed),
                                 lambda lease, indices, whole: (
-                                    lease.token, indices[0], max(0, round(delay * 1000)), tagged),
+                                    *_indices(lease, indices, whole), max(0, round(delay * 1000)), tagged),
                                 "schedule a retry for")
         delivery.acked = True
         if not recorded:

@@ -302,10 +302,14 @@ def test_one_lease_covers_a_batch_and_what_is_settled_of_it_never_comes_back(
     assert redis_raw.zcard(keys.leases) == 1, "a batch must cost one lease, not one per message"
     assert crashed.stats()["reserved"] == 5
 
+    packed = redis_raw.hget(keys.reserved, held[0].token)
     crashed.ack(held[:1])
     crashed.retry_later(held[1], b"retried, again", 3600)
     crashed.dead_letter(held[2], b"dead", "it failed")
     assert crashed.stats() == {**EMPTY, "reserved": 2, "delayed": 1, "dead": 1}
+    # Settling part of a batch notes indices; it never rewrites the batch (a failing
+    # consumer's retries cost the same whatever the batch size).
+    assert redis_raw.hget(keys.reserved, held[0].token) == packed
 
     # The holder dies: its lease expires (here: moved to the past on the server's clock).
     redis_raw.zadd(keys.leases, {held[0].token: _server_ms(redis_raw) - 1000})

@@ -1,14 +1,8 @@
 -- ACK: forget acknowledged deliveries. KEYS: reserved and leases of each
--- batch involved. ARGV: for each, its token, how many of its messages are
--- left, and '' when these are all of them (the batch is forgotten whole),
--- else the comma-separated 1-based indices acknowledged.
+-- batch involved. ARGV: for each, its token, the comma-separated 1-based
+-- indices acknowledged, and '1' when they are all it has left, else '0'.
 --#include batch.lua
 for j = 1, #KEYS / 2 do
-  local token, left, indices = ARGV[3 * j - 2], tonumber(ARGV[3 * j - 1]), ARGV[3 * j]
-  if indices == '' then
-    forget(KEYS[2 * j - 1], KEYS[2 * j], token, left)
-  else
-    take_out(KEYS[2 * j - 1], KEYS[2 * j], token, indices_of(indices))
-  end
+  settle(KEYS[2 * j - 1], KEYS[2 * j], ARGV[3 * j - 2], ARGV[3 * j - 1], ARGV[3 * j] == '1')
 end
 return 1

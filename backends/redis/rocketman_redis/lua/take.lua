@@ -25,18 +25,23 @@ for s = 0, n - 1 do
   end
   local expired = redis.call('ZRANGEBYSCORE', leases, '-inf', now, 'LIMIT', 0, 256)
   if #expired > 0 then
-    local lost = redis.call('HMGET', reserved, unpack(expired))
+    local fields = {}
+    for i = 1, #expired do
+      fields[2 * i - 1] = expired[i]
+      fields[2 * i] = expired[i] .. '!'
+    end
+    local lost = redis.call('HMGET', reserved, unpack(fields))
     local count = 0
     for i = #expired, 1, -1 do
-      if lost[i] then
-        local messages = unsettled(expired[i], lost[i])
+      if lost[2 * i - 1] then
+        local messages = unsettled(expired[i], lost[2 * i - 1], lost[2 * i])
         -- To the front of the line (the right end), the first of a batch
         -- last, to be taken first: they have waited long enough.
         for m = #messages, 1, -1 do redis.call('RPUSH', queue, messages[m]) end
         if is_batch(expired[i]) then count = count + #messages end
       end
     end
-    redis.call('HDEL', reserved, unpack(expired))
+    redis.call('HDEL', reserved, unpack(fields))
     redis.call('ZREM', leases, unpack(expired))
     if count > 0 then redis.call('HINCRBY', reserved, '#', -count) end
   end
