@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ._backends import (
+    AckingReserve,
     Backlog,
     Durable,
     Interruptible,
@@ -61,6 +62,7 @@ from ._runtime import DeadLetterRecord, Rocketman
 from ._urls import mask_url, url_query
 
 __all__ = [
+    "AckingReserve",
     "Backlog",
     "Durable",
     "Interruptible",

@@ -18,6 +18,9 @@ Required            ``contract_version`` and every method of ``Storage``
 :class:`Interruptible`  ``interrupt()``: wake every blocked ``reserve``
 :class:`Backlog`    ``backlog_bytes() -> int``: what waits in this process's
                     memory (bounds relays, see ``relay_backlog_bytes``)
+:class:`AckingReserve`  ``ack_and_reserve(done, subscriptions, timeout,
+                    max_count)``: acknowledge a batch and reserve the next
+                    in one round trip
 ==================  ==========================================================
 
 An executor is required to have ``start`` and ``stop``; :class:`Synchronous`
@@ -36,6 +39,7 @@ from ._errors import ConfigurationError
 from ._urls import mask_url
 
 __all__ = [
+    "AckingReserve",
     "Backlog",
     "Durable",
     "Interruptible",
@@ -105,6 +109,20 @@ class Backlog(Protocol):
 
 
 @runtime_checkable
+class AckingReserve(Protocol):
+    """A storage that acknowledges a batch and reserves the next in one step (a round trip saved per batch)."""
+
+    def ack_and_reserve(self, done: Sequence[Delivery], subscriptions: Sequence[str], timeout: float,
+                        max_count: int = 1) -> list[Delivery]:
+        """``ack(done)``, then ``reserve(subscriptions, timeout, max_count)``: the acks land before it blocks.
+
+        When it raises, ``done`` may or may not be acknowledged: the worker
+        passes them again to its next call (an ack is idempotent).
+        """
+        ...
+
+
+@runtime_checkable
 class Synchronous(Protocol):
     """An executor that may run nothing in the background (``synchronous = True``).
 
@@ -123,6 +141,7 @@ class StorageFeatures(NamedTuple):
     release: Callable[[Sequence[Delivery]], None] | None
     interrupt: Callable[[], None] | None
     backlog_bytes: Callable[[], int] | None
+    ack_and_reserve: Callable[[Sequence[Delivery], Sequence[str], float, int], list[Delivery]] | None = None
 
 
 def storage_features(storage: Storage, label: str | None = None) -> StorageFeatures:
@@ -150,10 +169,12 @@ def storage_features(storage: Storage, label: str | None = None) -> StorageFeatu
     release = storage.release if isinstance(storage, Releasing) else None
     interrupt = storage.interrupt if isinstance(storage, Interruptible) else None
     backlog = storage.backlog_bytes if isinstance(storage, Backlog) else None
-    for name, method in (("release", release), ("interrupt", interrupt), ("backlog_bytes", backlog)):
+    piggyback = storage.ack_and_reserve if isinstance(storage, AckingReserve) else None
+    for name, method in (("release", release), ("interrupt", interrupt), ("backlog_bytes", backlog),
+                         ("ack_and_reserve", piggyback)):
         if method is not None and not callable(method):
             raise ConfigurationError(f"the storage {label} has {name}={method!r}: it must be a method")
-    return StorageFeatures(durable, interval, release, interrupt, backlog)
+    return StorageFeatures(durable, interval, release, interrupt, backlog, piggyback)
 
 
 def is_synchronous(executor: object) -> bool:

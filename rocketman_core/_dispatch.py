@@ -169,40 +169,70 @@ class WorkerLoop:
         """One worker: reserve a batch for the hosted subscriptions, dispatch each, acknowledge; until ``stopping``."""
         storage, hosting, idle = self.storage, self.hosting, self.idle
         latency, batch_size = self.settings.latency, self.settings.batch_size
+        piggyback = self.features.ack_and_reserve
         me = threading.get_ident()
         outage = self.outage
-        while not stopping.is_set():
-            hosted = hosting.hosted
-            if not hosted:
-                hosting.wait_for_consumers(latency)
-                continue
-            try:
-                deliveries = storage.reserve(hosted, latency, batch_size)
-            except Exception as error:
-                stopping.wait(outage.failed(error))
-                continue
-            if outage.down:
-                outage.recovered()
-            if not deliveries:
-                continue
-            self.held[me] = deliveries
-            try:
-                self.run_batch(deliveries, stopping)
-            finally:
-                self.held.pop(me, None)
+        # What the last batch handled, to acknowledge with the next reserve
+        # when the storage can do both in one round trip.
+        done: Sequence[Delivery] = ()
+        try:
+            while not stopping.is_set():
+                hosted = hosting.hosted
+                if not hosted:
+                    done = self._ack(done)
+                    hosting.wait_for_consumers(latency)
+                    continue
+                deliveries: Sequence[Delivery]
+                try:
+                    if done and piggyback is not None:
+                        deliveries = piggyback(done, hosted, latency, batch_size)
+                        done = ()
+                        idle.notify()
+                    else:
+                        deliveries = storage.reserve(hosted, latency, batch_size)
+                except Exception as error:
+                    stopping.wait(outage.failed(error))
+                    continue
+                if outage.down:
+                    outage.recovered()
+                if not deliveries:
+                    continue
+                self.held[me] = deliveries
+                try:
+                    done = self.run_batch(deliveries, stopping, defer_ack=piggyback is not None)
+                finally:
+                    self.held.pop(me, None)
+                if not done:
+                    idle.notify()
+        finally:
+            self._ack(done)
             idle.notify()
 
-    def run_batch(self, deliveries: Sequence[Delivery], stopping: threading.Event) -> None:
+    def _ack(self, done: Sequence[Delivery]) -> Sequence[Delivery]:
+        """Acknowledge ``done`` now (a failure is logged: they are delivered again); return ``()``."""
+        if done:
+            try:
+                self.storage.ack(done)
+            except Exception as error:
+                logger.error("could not acknowledge %s (delivered again): %s",
+                             plural(len(done), "message"), mask_url(str(error)))
+        return ()
+
+    def run_batch(self, deliveries: Sequence[Delivery], stopping: threading.Event, *,
+                  defer_ack: bool = False) -> Sequence[Delivery]:
         """Dispatch a reserved batch, acknowledge what succeeded, give back what was not started.
 
-        A consumer's ``KeyboardInterrupt`` (or another BaseException that is
-        not a failure) stops this worker: the rest of the batch, the
-        interrupted delivery included, goes back before it propagates.
+        With ``defer_ack``, what succeeded is returned instead, for the next
+        ``ack_and_reserve`` (unless the batch ended by an exception: then it
+        is acknowledged here, now). A consumer's ``KeyboardInterrupt`` (or
+        another BaseException that is not a failure) stops this worker: the
+        rest of the batch, the interrupted delivery included, goes back
+        before it propagates.
         """
-        storage = self.storage
         release, durable = self.features.release, self.features.durable
         done: list[Delivery] = []
         index = 0
+        finished = False
         try:
             for index, delivery in enumerate(deliveries):
                 if index and release is not None and stopping.is_set():
@@ -226,16 +256,15 @@ class WorkerLoop:
                         self._give_back([delivery])
             else:
                 index = len(deliveries)
+            finished = True
         except BaseException:
             if release is not None:
                 self._give_back(deliveries[index:])
             raise
         finally:
-            try:
-                storage.ack(done)
-            except Exception as error:
-                logger.error("could not acknowledge %s (delivered again): %s",
-                             plural(len(done), "message"), mask_url(str(error)))
+            if not (defer_ack and finished):
+                self._ack(done)
+        return done if defer_ack else ()
 
     def _give_back(self, deliveries: Sequence[Delivery], noun: str = "message") -> None:
         release = self.features.release

@@ -14,7 +14,8 @@ import rocketman_core
 from rocketman_core import STORAGE_CONTRACT, ConfigurationError, Rocketman, storage_features
 
 CORE = Path(rocketman_core.__file__).parent
-OPTIONAL = ("durable", "renew_interval", "release", "interrupt", "backlog_bytes", "synchronous")
+OPTIONAL = ("durable", "renew_interval", "release", "interrupt", "backlog_bytes", "ack_and_reserve",
+            "synchronous")
 
 
 class Plain:
@@ -38,6 +39,7 @@ for _name in ("subscribe", "keep_alive", "leave", "unsubscribe", "subscriptions"
     ("renew_interval", float("inf"), r"renew_interval=inf"),
     ("release", 5, r"release=5: it must be a method"),
     ("interrupt", "now", r"interrupt='now': it must be a method"),
+    ("ack_and_reserve", 1, r"ack_and_reserve=1: it must be a method"),
 ])
 def test_a_malformed_optional_member_fails_at_configure_naming_it(member: str, value: Any, message: str) -> None:
     odd = type("Odd", (MemoryStorage,), {member: value})()
@@ -48,7 +50,7 @@ def test_a_malformed_optional_member_fails_at_configure_naming_it(member: str, v
 
 def test_a_storage_with_no_optional_member_runs_events_and_shuts_down() -> None:
     storage = Plain()
-    assert storage_features(storage) == (False, None, None, None, None)  # type: ignore[arg-type]
+    assert storage_features(storage) == (False, None, None, None, None, None)  # type: ignore[arg-type]
     app = Rocketman()
     app.configure(storage=storage, worker_count=2, latency=0.1)
     seen: list[Any] = []
@@ -81,3 +83,41 @@ def test_the_core_reads_optional_members_through_their_protocols_only() -> None:
              for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
              if read.search(line)]
     assert not found, "optional members read with getattr:\n" + "\n".join(found)
+
+
+class Piggybacking(MemoryStorage):
+    """A storage that acknowledges with its next reserve, counting how the worker uses it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.piggybacked = 0
+        self.acked_alone = 0
+
+    def ack_and_reserve(self, done: Any, subscriptions: Any, timeout: float, max_count: int = 1) -> Any:
+        self.piggybacked += len(done)
+        super().ack(done)
+        return self.reserve(subscriptions, timeout, max_count)
+
+    def ack(self, deliveries: Any) -> None:
+        self.acked_alone += len(deliveries)
+        super().ack(deliveries)
+
+
+def test_a_worker_acknowledges_with_its_next_reserve_and_its_last_batch_when_it_stops() -> None:
+    """With ack_and_reserve, a batch's acks ride on the next reserve; drain and stop still see them."""
+    storage = Piggybacking()
+    app = Rocketman()
+    app.configure(storage=storage, worker_count=1, latency=0.1, batch_size=10)
+    seen: list[Any] = []
+
+    @app.on_event("pig.*", name="pig")
+    def record(payload: Any) -> None:
+        seen.append(payload)
+
+    app.emit_many([("pig.one", n) for n in range(50)])
+    assert app.drain(timeout=10), "drain must see the acks of the last batch"
+    assert sorted(seen) == list(range(50)) and app.stats()["reserved"] == 0
+    assert storage.piggybacked > 0, "the worker never acknowledged with its next reserve"
+    app.emit("pig.last", 50)
+    assert app.shutdown(timeout=5)
+    assert storage.piggybacked + storage.acked_alone == 51 and seen[-1] == 50

@@ -328,6 +328,26 @@ class DurableStorageContract(StorageKit):
         kit.ack([held[0], *again])
         self._assert_stats(kit)
 
+    def test_ack_and_reserve_acknowledges_before_it_takes_or_blocks(self, kit: Storage) -> None:
+        """``ack_and_reserve(done, ...)``: ``done`` is acknowledged, the next batch is taken; with nothing left, it returns ``[]``."""
+        piggyback = storage_features(kit).ack_and_reserve
+        if piggyback is None:
+            pytest.skip("the storage has no ack_and_reserve(): the optional member is absent")
+        self._push(kit, b"first", b"second", b"third", b"fourth")
+        self._stats_become(kit, "the pushed messages were not queued", queued=4)
+        held = self._reserve_exactly(kit, 2)
+        following = piggyback(held, KIT, self.settle_timeout, 2)
+        while len(following) < 2:  # a storage may hand out fewer than asked
+            following += kit.reserve(KIT, self.settle_timeout, 2 - len(following))
+        assert sorted(d.message for d in following) == [b"fourth", b"third"]
+        self._assert_stats(kit, reserved=2)
+        started = time.monotonic()
+        assert piggyback(following, KIT, 0.2, 2) == [], "nothing was left to reserve"
+        assert time.monotonic() - started < 0.2 + self.wake_within
+        self._assert_stats(kit)
+        kit.ack([*held, *following])  # again: changes nothing
+        self._assert_stats(kit)
+
     def test_interrupt_wakes_a_blocked_reserve(self, kit: Storage) -> None:
         """A reserve blocked with a long timeout returns ``[]`` promptly after ``interrupt()``."""
         interrupt = storage_features(kit).interrupt

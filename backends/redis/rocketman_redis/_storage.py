@@ -61,6 +61,8 @@ _MIN_BLOCK = 0.002
 # How long a thread trusts that its last TAKE left the queues empty.
 _HINT_FRESH = 0.5
 _NEVER = float("inf")
+# While the queues stay busy, TAKE looks for due retries and expired leases this often.
+_SCAN_EVERY = 0.05
 # Log evictions from the parked log at most this often.
 _EVICTION_LOG_INTERVAL = 60.0
 # A producer routes what waits in the inbox itself once it is this long (no
@@ -133,6 +135,12 @@ class _ReserveHint(threading.local):
     wake_at: float | None = None
     retries = 0  # the storage's count of retry_later calls then: a new retry may fall due sooner
     hosted: tuple[str, ...] = ()
+
+
+def _unclaim(claims: Sequence[tuple[_Lease, list[int], bool]]) -> None:
+    """Give back claims whose script failed: they are still to settle."""
+    for lease, indices, _ in claims:
+        lease.left.update(indices)
 
 
 def _indices(lease: _Lease, indices: list[int], whole: bool) -> tuple[str, str, str]:
@@ -234,6 +242,7 @@ class RedisStorage(Subscriptions, DeadLetters):
         self._tag = os.urandom(8).hex()
         self._counter = itertools.count(1)
         self._rotation = itertools.count()
+        self._scan_at = float("-inf")
         self._lock = threading.Lock()
         self._interrupted = threading.Condition(self._lock)
         self._reserving = 0
@@ -366,17 +375,31 @@ class RedisStorage(Subscriptions, DeadLetters):
         next retry or lease falling due, or by :meth:`interrupt`; it never
         polls.
         """
+        return self._reserve(subscriptions, timeout, max_count, ())
+
+    def ack_and_reserve(self, done: Sequence[Any], subscriptions: Sequence[str], timeout: float,
+                        max_count: int = 1) -> list[Any]:
+        """:meth:`ack` ``done``, then :meth:`reserve`: the acks ride on the TAKE, one round trip for both."""
+        return self._reserve(subscriptions, timeout, max_count, done)
+
+    def _reserve(self, subscriptions: Sequence[str], timeout: float, max_count: int,
+                 done: Sequence[Any]) -> list[Any]:
         names = tuple(subscriptions)
         count = max(1, min(int(max_count), MAX_BATCH))
         now = time.monotonic()
         deadline = now + timeout
         generation = self._interrupts
         if not names:
+            self.ack(done)
             with self._interrupted:
                 if generation == self._interrupts:
                     self._interrupted.wait(timeout)
             return []
         hosted, take_keys, wake_keys = self._hosted_keys(names)
+        position = {keys.name: s for s, keys in enumerate(hosted)}
+        if any(d.subscription not in position for d in done):
+            self.ack(done)  # not all of the hosted subscriptions: apart
+            done = ()
         local = self._local
         # When this thread's last TAKE, a moment ago, left the queues empty,
         # block at once: a TAKE now would most likely find nothing, and a
@@ -385,6 +408,9 @@ class RedisStorage(Subscriptions, DeadLetters):
         if (timeout > 0 and now - local.took_at < _HINT_FRESH and local.retries == self._retries
                 and local.hosted == names):
             wake_at = local.wake_at
+            if done and wake_at is not None:
+                self.ack(done)  # it blocks first: the acks must not wait for the block
+                done = ()
         with self._lock:
             self._reserving += 1
         try:
@@ -400,11 +426,20 @@ class RedisStorage(Subscriptions, DeadLetters):
                         except RedisError as error:
                             raise self._error("wait for events", error) from error
                 prefix = f"{self._tag}:{next(self._counter)}:"
-                try:
-                    status, *taken = self._wire.run(_TAKE, take_keys, (
-                        count, self._lease_ms, prefix, self._reserving, next(self._rotation)))
-                except RedisError as error:
-                    raise self._error("take events from the queues", error) from error
+                with contextlib.ExitStack() as locks:
+                    claims = self._claim(done, locks) if done else []
+                    acks = [arg for lease, indices, whole in claims
+                            for arg in (position[lease.keys.name], *_indices(lease, indices, whole))]
+                    try:
+                        status, *taken = self._wire.run(_TAKE, take_keys, (
+                            count, self._lease_ms, prefix, self._reserving, next(self._rotation),
+                            self._scan(now, local), *acks))
+                    except RedisError as error:
+                        _unclaim(claims)
+                        raise self._error("take events from the queues", error) from error
+                for delivery in done:
+                    delivery.acked = True
+                done = ()
                 local.took_at = now = time.monotonic()
                 local.retries = self._retries
                 local.hosted = names
@@ -433,6 +468,19 @@ class RedisStorage(Subscriptions, DeadLetters):
         finally:
             with self._lock:
                 self._reserving -= 1
+
+    def _scan(self, now: float, local: _ReserveHint) -> str:
+        """'1' when this TAKE should look for due retries and expired leases, else '0'.
+
+        Always when this thread's last TAKE found the queues empty (it may be
+        waking for what fell due); while they stay busy, once per
+        ``_SCAN_EVERY`` for the whole process: what falls due waits at most
+        that long, and a busy batch costs two commands less.
+        """
+        if local.wake_at is not None or now >= self._scan_at or local.retries != self._retries:
+            self._scan_at = now + _SCAN_EVERY
+            return "1"
+        return "0"
 
     def _hosted_keys(self, names: tuple[str, ...]) -> tuple[list[SubscriptionKeys], list[str], list[str]]:
         """The keys of the subscriptions ``names``: each one's, TAKE's and BLPOP's."""
@@ -496,31 +544,40 @@ class RedisStorage(Subscriptions, DeadLetters):
         """Take ``deliveries`` out of their batches with ``script``, one call for them all; return its answer.
 
         Its KEYS are ``keys(...)`` of each batch's subscription, its ARGV
-        ``args(lease, indices, whole)`` of each batch, where ``whole`` says
-        that the indices are all the batch has left. Deliveries already
-        settled are skipped. Each batch's lock is held until the script
-        answered (see :class:`_Lease`).
+        ``args(lease, indices, whole)`` of each batch (see :meth:`_claim`).
         """
-        groups = _by_lease(deliveries)
         with contextlib.ExitStack() as locks:
-            # Taken in one order by every thread; the script's arguments keep the order given.
-            for lease in sorted(groups, key=id):
-                locks.enter_context(lease.lock)
-            script_keys: list[str] = []
-            script_args: list[Any] = []
-            for lease, group in groups.items():
-                indices = [d.index for d in group if d.index in lease.left]
-                if not indices:
-                    continue
-                lease.left.difference_update(indices)
-                script_keys += keys(lease.keys)
-                script_args += args(lease, indices, not lease.left)
-            if not script_keys:
+            claims = self._claim(deliveries, locks)
+            if not claims:
                 return 0
+            script_keys = [key for lease, _, _ in claims for key in keys(lease.keys)]
+            script_args = [arg for claim in claims for arg in args(*claim)]
             try:
                 return int(self._wire.run(script, script_keys, script_args))
             except RedisError as error:
+                _unclaim(claims)
                 raise self._error(f"{doing} {len(deliveries)} events", error) from error
+
+    @staticmethod
+    def _claim(deliveries: Sequence[Any], locks: contextlib.ExitStack) -> list[tuple[_Lease, list[int], bool]]:
+        """Claim the deliveries not settled yet: ``(lease, indices, whole)`` for each batch involved.
+
+        ``whole`` says that the indices are all the batch has left. Each
+        batch's lock is taken on ``locks``, to be held until the script that
+        settles them answered (see :class:`_Lease`); a script that failed
+        gives its claims back with :func:`_unclaim`.
+        """
+        groups = _by_lease(deliveries)
+        # Taken in one order by every thread; the claims keep the order given.
+        for lease in sorted(groups, key=id):
+            locks.enter_context(lease.lock)
+        claims = []
+        for lease, group in groups.items():
+            indices = [d.index for d in group if d.index in lease.left]
+            if indices:
+                lease.left.difference_update(indices)
+                claims.append((lease, indices, not lease.left))
+        return claims
 
     def ack(self, deliveries: Sequence[Any]) -> None:
         """Forget the deliveries (one round trip); a second ack, or a lost lease, changes nothing."""

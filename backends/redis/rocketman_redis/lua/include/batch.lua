@@ -26,8 +26,9 @@ end
 -- Settle the messages at the 1-based `indices` (text: "2,5") of the batch
 -- at token, if its lease holds; `whole` (the holder knows it) when they are
 -- all it has left, and the batch is forgotten. Returns how many, or false
--- when the lease no longer holds.
-local function settle(reserved, leases, token, indices, whole)
+-- when the lease no longer holds. With `counted`, '#' is left alone: the
+-- caller takes the count off itself (TAKE, in its own HINCRBY).
+local function settle(reserved, leases, token, indices, whole, counted)
   if not is_batch(token) then
     if redis.call('ZREM', leases, token) == 0 then return false end
     redis.call('HDEL', reserved, token)
@@ -42,7 +43,7 @@ local function settle(reserved, leases, token, indices, whole)
     local settled = redis.call('HGET', reserved, token .. '!') or ''
     redis.call('HSET', reserved, token .. '!', settled .. indices .. ',')
   end
-  redis.call('HINCRBY', reserved, '#', -count)
+  if not counted then redis.call('HINCRBY', reserved, '#', -count) end
   return count
 end
 -- The messages at `indices` of the batch at token (or the one message of
