@@ -91,6 +91,15 @@ class Produced(NamedTuple):
     envelope: int = 0
 
 
+class Drained(NamedTuple):
+    """One worker process draining pre-filled events."""
+
+    #: Events per second, from its first handler call to its last.
+    rate: float
+    #: µs of redis-server CPU (user + system) per event, from INFO cpu.
+    server_us: float
+
+
 class Fanout(NamedTuple):
     """One run of the fan-out end-to-end figure."""
 
@@ -393,7 +402,8 @@ class _Bench:
                        "register its subscription", 60)
 
     def _drain(self, commands: Mapping[str, list[str]], total: int, fill: Callable[[], None],
-               register: Sequence[str] = ()) -> dict[str, tuple[float, float]]:
+               register: Sequence[str] = (), done: Callable[[], object] | None = None,
+               ) -> dict[str, tuple[float, float]]:
         """Fill the queues, start the worker processes, and return each one's first and last handler call.
 
         ``register``: the subscriptions to create first, by starting the
@@ -416,6 +426,8 @@ class _Bench:
 
         with self._processes(commands, total, keys) as processes:
             self._wait(processes, pending, f"handle {total} events", 60 + total / 200)
+            if done is not None:
+                done()
         self.client.flushdb()
         return {label: (float(r["first"]), float(r["last"])) for label, r in results.items()}
 
@@ -462,6 +474,38 @@ class _Bench:
                 pipe.execute()
 
         return self._drain_rate([python(), "-m", "bench._raw_consumer", str(threads)], total, fill)
+
+    def _drain_cost(self, argv: list[str], total: int, fill: Callable[[], None],
+                    register: Sequence[str] = ()) -> Drained:
+        """:meth:`_drain_rate`, and the redis-server CPU per event over the drain.
+
+        The CPU is read before the worker starts and once it handled the
+        last event: its start-up (a few commands) counts too, which only
+        makes the figure a little worse than the drain alone.
+        """
+        cpu: list[float] = []
+
+        def filled() -> None:
+            fill()
+            cpu.append(self.server_cpu())
+
+        ((first, last),) = self._drain({"worker": argv}, total, filled, register,
+                                       done=lambda: cpu.append(self.server_cpu())).values()
+        return Drained(total / (last - first), (cpu[1] - cpu[0]) / total * 1e6)
+
+    def rocketman_cost(self, total: int, threads: int) -> Drained:
+        """rocketman's worker process draining ``total`` events, and what it cost Redis."""
+        argv = [script("rocketman"), "worker", "bench._redis_consumer", "--storage", self.storage,
+                "--workers", str(threads)]
+        return self._drain_cost(argv, total, lambda: self._fill(total, 1), register=(CONSUMER,))
+
+    def raw_batch_cost(self, total: int, threads: int = 1) -> Drained:
+        """The ceiling: a consumer popping 64 at a time with one Lua RPOP, json-decoding each."""
+        def fill() -> None:
+            for first in range(0, total, 1000):
+                self.client.lpush(RAW_QUEUE, *[_envelope(n) for n in range(first, min(total, first + 1000))])
+
+        return self._drain_cost([python(), "-m", "bench._raw_batch_consumer", str(threads)], total, fill)
 
     def dramatiq_rate(self, total: int) -> float:
         os.environ["BENCH_REDIS_URL"] = self.url  # read by the actor module at import
@@ -629,8 +673,8 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
     note = f"rocketman's Redis storage is not available: {missing}" if missing else ""
     runs = PAIRED_RUNS
 
-    def with_ours(ours: Callable[[], float], *baselines: Callable[[], float]
-                  ) -> tuple[list[float], list[list[float]], str]:
+    def with_ours(ours: Callable[[], Any], *baselines: Callable[[], Any]
+                  ) -> tuple[list[Any], list[list[Any]], str]:
         measures = list(baselines) if missing else [ours, *baselines]
         results, problem = _paired(measures, runs)
         mine = [] if missing else results.pop(0)
@@ -645,9 +689,10 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
     # The same events for every consumer: a second or so at rocketman's pace,
     # long enough to dominate start-up for the others.
     total = config.pick(10_000, 2_000)
-    e2e, (raw5, raw1), problem_e2e = with_ours(
-        lambda: bench.rocketman_rate(total, 5),
+    costs, (ceilings, raw5, raw1), problem_e2e = with_ours(
+        lambda: bench.rocketman_cost(total, 5), lambda: bench.raw_batch_cost(total),
         lambda: bench.raw_rate(total, 5), lambda: bench.raw_rate(total, 1))
+    e2e = [cost.rate for cost in costs]
     peers: dict[str, list[float]] = {}
     problems: dict[str, str] = {}
     measured: tuple[tuple[str, Callable[[int], float]], ...] = (
@@ -666,6 +711,13 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
         Row.paired(section, f"emit_many, batches of {BATCH}", "events/s", emitted_many,
                    f"one LPUSH of {BATCH} values, bare connection, json.dumps in the loop", one_lpush,
                    Target(">=", 1.0), note=note or problem_many, extra={"events": many, "subscriptions": 1}),
+        Row.paired(section, e2e_figure, "events/s", e2e, _CEILING, [c.rate for c in ceilings],
+                   Target(">=", 0.8), note=note or problem_e2e, extra=counts),
+        Row.paired(section, f"{e2e_figure}: Redis server CPU per event", "µs",
+                   [c.server_us for c in costs], _CEILING, [c.server_us for c in ceilings],
+                   Target("<=", 3.0, on="value"), note=note or problem_e2e,
+                   extra={**counts, "method": "INFO cpu (used_cpu_user + used_cpu_sys) of the "
+                          "benchmark's redis-server, from the worker's start to its last event"}),
         Row.paired(section, e2e_figure, "events/s", e2e, "BLMOVE + LREM consumer, 5 threads", raw5,
                    Target(">=", 3.0), note=note or problem_e2e, extra=counts),
         Row.paired(section, e2e_figure, "events/s", e2e, "BLMOVE + LREM consumer, 1 thread", raw1,
@@ -682,6 +734,9 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
           for name, described, setup in _PEER_ROWS),
     ]
 
+
+#: The raw ceiling of a batching consumer: what rocketman's end to end is judged against.
+_CEILING = "raw ceiling: 1 thread, Lua RPOP of 64 + json.loads, no lease or ack"
 
 #: The informational end-to-end peers: (name, the row's baseline, how it is set up).
 _PEER_ROWS = (

@@ -489,7 +489,7 @@ def scale_markdown(scale: dict[str, Any]) -> str:
     out: list[str] = []
     runs = "1 run" if scale.get("quick") else "median of 3 runs"
 
-    consumers = scale.get("consumers")
+    consumers: Any = scale.get("consumers")
     out.append(f"**Subscriptions** (emit to N subscriptions, of which 1 or 3 match; {runs}; server "
                "CPU per event includes routing into the matching queues)\n")
     if why := _failed(consumers):
@@ -502,7 +502,7 @@ def scale_markdown(scale: dict[str, Any]) -> str:
             out.append(f"| {case['subscriptions']:,}{shape} | {case['matching']} | "
                        f"{_rate(case['emit_rate'])} events/s | {case['emit_server_us']:.1f} µs | "
                        f"{_rate(case['emit_many_rate'])} events/s | {case['emit_many_server_us']:.1f} µs |")
-    payload = scale.get("payload")
+    payload: Any = scale.get("payload")
     out.append(f"\n**Payload size** (emit one at a time; drain by 1 worker process of {THREADS} "
                f"threads from a filled queue; {runs})\n")
     if why := _failed(payload):
@@ -517,7 +517,7 @@ def scale_markdown(scale: dict[str, Any]) -> str:
             out.append(f"| {label} | {case['envelope_bytes']:,.0f} B | {_rate(case['emit_rate'])} events/s | "
                        f"{_mb(case['emit_mb_s'])} MB/s | {case['drain_events']:,} | "
                        f"{_rate(case['drain_rate'])} events/s | {_mb(case['drain_mb_s'])} MB/s |")
-    depth = scale.get("depth")
+    depth: Any = scale.get("depth")
     out.append("\n**Queue depth** (1 run)\n")
     if why := _failed(depth):
         out.append(why)
@@ -534,7 +534,7 @@ def scale_markdown(scale: dict[str, Any]) -> str:
                 f"{_rate(depth['drain_first_rate'])} events/s |",
                 f"| drain, the whole {n:,} | {_rate(depth['drain_rate'])} events/s "
                 f"({depth['drain_s']:.1f} s) |"]
-    dead = scale.get("dead_letters")
+    dead: Any = scale.get("dead_letters")
     out.append("\n**Dead letters** (1 run)\n")
     if why := _failed(dead):
         out.append(why)
@@ -548,7 +548,7 @@ def scale_markdown(scale: dict[str, Any]) -> str:
                 f"| `dead_letters()`, all {n:,} | {dead['list_all_s']:.2f} s |",
                 f"| `replay_dead_letters()`, all | {dead['replay_all_s']:.2f} s |",
                 f"| `purge_dead_letters()`, all | {dead['purge_all_s'] * 1000:.1f} ms |"]
-    processes = scale.get("processes")
+    processes: Any = scale.get("processes")
     out.append(f"\n**Worker processes** (sharing one subscription, {THREADS} threads each; rate over the "
                f"first handler call of any to the last of any; {runs})\n")
     if why := _failed(processes):
