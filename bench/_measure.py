@@ -92,8 +92,10 @@ def script(name: str) -> str:
 
 
 def child_env(**extra: str) -> dict[str, str]:
-    """The environment for a benchmark subprocess: this one, the repo on the path, no ROCKETMAN_*."""
+    """The environment for a benchmark subprocess: this one, the repo on the path, no ROCKETMAN_* but ROCKETMAN_SPEEDUPS=0."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ROCKETMAN_")}
+    # The standard library's JSON, as every contender: the speedups have rows of their own.
+    env["ROCKETMAN_SPEEDUPS"] = "0"
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH", "")]))
     env.update(extra)
     return env

@@ -63,6 +63,14 @@ class NoopHooks:
             setattr(self, name, hookimpl(namespace[name]))
 
 
+def _has_msgspec() -> bool:
+    try:
+        import msgspec  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def rocketman_factory(workers: int, **settings: Any) -> Factory:
     """rocketman with the memory storage and ``workers`` threads, started before timing."""
 
@@ -169,6 +177,22 @@ def memory_section(config: Config) -> list[Row]:
         Row.paired(section, figure, "events/s", ours, "deque + Condition + JSON, batched", deque_json,
                    Target(">=", 0.8), extra=counts),
     ]
+
+    # The optional accelerated decoder, beside the standard library's (every other row).
+    from rocketman_core import _envelope
+
+    def accelerated() -> float:
+        _envelope.use_speedups(True)
+        try:
+            return e2e_rate(rocketman_factory(5), total)
+        finally:
+            _envelope.use_speedups(False)
+
+    if _has_msgspec():
+        fast, standard = interleave(runs, accelerated, lambda: e2e_rate(rocketman_factory(5), total))
+        rows.append(Row.paired(section, figure + ", with rocketman-core[speedups] (msgspec decoding)",
+                               "events/s", fast, "rocketman, standard-library JSON (every other row)",
+                               standard, extra=counts))
 
     # What an observer costs: a metrics plugin implementing every broadcast
     # hook, doing nothing (its floor), against no plugin at all.

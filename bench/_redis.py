@@ -362,17 +362,17 @@ class _Bench:
 
     @contextlib.contextmanager
     def _processes(self, commands: Mapping[str, list[str]], total: int,
-                   keys: Mapping[str, str]) -> Iterator[_Processes]:
+                   keys: Mapping[str, str], env: Mapping[str, str] | None = None) -> Iterator[_Processes]:
         """Start one process per command, each reporting under its key; stop them all at the end."""
         with contextlib.ExitStack() as stack:
             processes: _Processes = {}
             try:
                 for label, argv in commands.items():
                     log = stack.enter_context(tempfile.TemporaryFile())
-                    env = child_env(BENCH_TOTAL=str(total), BENCH_REDIS_URL=self.url,
-                                    BENCH_RESULT_KEY=keys[label],
-                                    BENCH_SUBSCRIPTION=SUBSCRIBERS.get(label, ""))
-                    process = subprocess.Popen(argv, env=env, stdout=log, stderr=log, start_new_session=True)
+                    environment = child_env(BENCH_TOTAL=str(total), BENCH_REDIS_URL=self.url,
+                                            BENCH_RESULT_KEY=keys[label],
+                                            BENCH_SUBSCRIPTION=SUBSCRIBERS.get(label, ""), **(env or {}))
+                    process = subprocess.Popen(argv, env=environment, stdout=log, stderr=log, start_new_session=True)
                     processes[label] = (process, log, argv)
                 yield processes
             finally:
@@ -403,7 +403,7 @@ class _Bench:
 
     def _drain(self, commands: Mapping[str, list[str]], total: int, fill: Callable[[], None],
                register: Sequence[str] = (), done: Callable[[], object] | None = None,
-               ) -> dict[str, tuple[float, float]]:
+               env: Mapping[str, str] | None = None) -> dict[str, tuple[float, float]]:
         """Fill the queues, start the worker processes, and return each one's first and last handler call.
 
         ``register``: the subscriptions to create first, by starting the
@@ -424,7 +424,7 @@ class _Bench:
                     results[label] = json.loads(raw)
             return set(keys) - set(results)
 
-        with self._processes(commands, total, keys) as processes:
+        with self._processes(commands, total, keys, env) as processes:
             self._wait(processes, pending, f"handle {total} events", 60 + total / 200)
             if done is not None:
                 done()
@@ -476,7 +476,7 @@ class _Bench:
         return self._drain_rate([python(), "-m", "bench._raw_consumer", str(threads)], total, fill)
 
     def _drain_cost(self, argv: list[str], total: int, fill: Callable[[], None],
-                    register: Sequence[str] = ()) -> Drained:
+                    register: Sequence[str] = (), env: Mapping[str, str] | None = None) -> Drained:
         """:meth:`_drain_rate`, and the redis-server CPU per event over the drain.
 
         The CPU is read before the worker starts and once it handled the
@@ -490,14 +490,20 @@ class _Bench:
             cpu.append(self.server_cpu())
 
         ((first, last),) = self._drain({"worker": argv}, total, filled, register,
-                                       done=lambda: cpu.append(self.server_cpu())).values()
+                                       done=lambda: cpu.append(self.server_cpu()), env=env).values()
         return Drained(total / (last - first), (cpu[1] - cpu[0]) / total * 1e6)
 
-    def rocketman_cost(self, total: int, threads: int) -> Drained:
-        """rocketman's worker process draining ``total`` events, and what it cost Redis."""
+    def rocketman_cost(self, total: int, threads: int, speedups: bool = False) -> Drained:
+        """rocketman's worker process draining ``total`` events, and what it cost Redis.
+
+        ``speedups``: with msgspec decoding (``rocketman-core[speedups]``);
+        without, the worker parses JSON with the standard library, as every
+        other contender does.
+        """
         argv = [script("rocketman"), "worker", "bench._redis_consumer", "--storage", self.storage,
                 "--workers", str(threads)]
-        return self._drain_cost(argv, total, lambda: self._fill(total, 1), register=(CONSUMER,))
+        return self._drain_cost(argv, total, lambda: self._fill(total, 1), register=(CONSUMER,),
+                                env={"ROCKETMAN_SPEEDUPS": "1" if speedups else "0"})
 
     def raw_batch_cost(self, total: int, threads: int = 1) -> Drained:
         """The ceiling: a consumer popping 64 at a time with one Lua RPOP, json-decoding each."""
@@ -689,10 +695,12 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
     # The same events for every consumer: a second or so at rocketman's pace,
     # long enough to dominate start-up for the others.
     total = config.pick(10_000, 2_000)
-    costs, (ceilings, raw5, raw1), problem_e2e = with_ours(
+    costs, (ceilings, raw5, raw1, *accelerated), problem_e2e = with_ours(
         lambda: bench.rocketman_cost(total, 5), lambda: bench.raw_batch_cost(total),
-        lambda: bench.raw_rate(total, 5), lambda: bench.raw_rate(total, 1))
+        lambda: bench.raw_rate(total, 5), lambda: bench.raw_rate(total, 1),
+        *([] if missing else [lambda: bench.rocketman_cost(total, 5, speedups=True)]))
     e2e = [cost.rate for cost in costs]
+    fast = [cost.rate for cost in accelerated[0]] if accelerated else []
     peers: dict[str, list[float]] = {}
     problems: dict[str, str] = {}
     measured: tuple[tuple[str, Callable[[int], float]], ...] = (
@@ -718,6 +726,9 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
                    Target("<=", 3.0, on="value"), note=note or problem_e2e,
                    extra={**counts, "method": "INFO cpu (used_cpu_user + used_cpu_sys) of the "
                           "benchmark's redis-server, from the worker's start to its last event"}),
+        Row.paired(section, f"{e2e_figure}, with rocketman-core[speedups] (msgspec decoding)", "events/s",
+                   fast, "rocketman, standard-library JSON (every other row)", e2e,
+                   note=note or problem_e2e, extra=counts),
         Row.paired(section, e2e_figure, "events/s", e2e, "BLMOVE + LREM consumer, 5 threads", raw5,
                    Target(">=", 3.0), note=note or problem_e2e, extra=counts),
         Row.paired(section, e2e_figure, "events/s", e2e, "BLMOVE + LREM consumer, 1 thread", raw1,

@@ -74,7 +74,7 @@ def _no_constant(name: str) -> Any:
 _scan = json.JSONDecoder(parse_constant=_no_constant).scan_once  # type: ignore[attr-defined]
 
 
-def _decode_json(message: bytes | str) -> Any:
+def _decode_json_stdlib(message: bytes | str) -> Any:
     """Parse JSON from UTF-8 bytes (or text); raise ValueError when it is not JSON."""
     text = message.decode() if isinstance(message, bytes) else message
     try:
@@ -86,6 +86,50 @@ def _decode_json(message: bytes | str) -> Any:
         # accepts the first and explains the second.
         return json.loads(text, parse_constant=_no_constant)
     return value
+
+
+def _speedups_wanted() -> bool:
+    return os.environ.get("ROCKETMAN_SPEEDUPS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def use_speedups(enabled: bool = True) -> bool:
+    """Decode with msgspec when it is installed (``rocketman-core[speedups]``) and ``enabled``.
+
+    Returns whether it is in use now. msgspec parses the envelope about
+    twice as fast as the standard library; whatever it refuses (a number
+    that overflows to infinity, an escaped lone surrogate, NaN...) goes to
+    the standard parser, so the same bytes are accepted and refused, with the
+    same values and the same error messages, with or without it. (orjson is
+    not used: it turns integers past 64 bits into floats.) Encoding stays
+    with the standard library, whose errors emit reports. ``ROCKETMAN_SPEEDUPS=0``
+    turns it off at import.
+    """
+    global _decode_json
+    decoder: Any = None
+    if enabled:
+        try:
+            import msgspec
+        except ImportError:
+            pass
+        else:
+            decoder, refused = msgspec.json.Decoder(), (msgspec.DecodeError, RecursionError)
+    if decoder is None:
+        _decode_json = _decode_json_stdlib
+        return False
+    fast, slow = decoder.decode, _decode_json_stdlib
+
+    def decode_json(message: bytes | str) -> Any:
+        try:
+            return fast(message)
+        except refused:  # the standard parser decides, and explains
+            return slow(message)
+
+    _decode_json = decode_json
+    return True
+
+
+_decode_json = _decode_json_stdlib
+use_speedups(_speedups_wanted())
 
 
 class Event(NamedTuple):
