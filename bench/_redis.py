@@ -403,7 +403,8 @@ class _Bench:
 
     def _drain(self, commands: Mapping[str, list[str]], total: int, fill: Callable[[], None],
                register: Sequence[str] = (), done: Callable[[], object] | None = None,
-               env: Mapping[str, str] | None = None) -> dict[str, tuple[float, float]]:
+               env: Mapping[str, str] | None = None,
+               reports: dict[str, Any] | None = None) -> dict[str, tuple[float, float]]:
         """Fill the queues, start the worker processes, and return each one's first and last handler call.
 
         ``register``: the subscriptions to create first, by starting the
@@ -429,6 +430,8 @@ class _Bench:
             if done is not None:
                 done()
         self.client.flushdb()
+        if reports is not None:
+            reports.update(results)
         return {label: (float(r["first"]), float(r["last"])) for label, r in results.items()}
 
     def _drain_rate(self, argv: list[str], total: int, fill: Callable[[], None],
@@ -477,21 +480,19 @@ class _Bench:
 
     def _drain_cost(self, argv: list[str], total: int, fill: Callable[[], None],
                     register: Sequence[str] = (), env: Mapping[str, str] | None = None) -> Drained:
-        """:meth:`_drain_rate`, and the redis-server CPU per event over the drain.
+        """:meth:`_drain_rate`, and the redis-server CPU per event over the same window.
 
-        The CPU is read before the worker starts and once it handled the
-        last event: its start-up (a few commands) counts too, which only
-        makes the figure a little worse than the drain alone.
+        The worker's tally reads INFO cpu at its first and its last handler
+        call (``BENCH_SERVER_CPU``), so that the worker's start-up is not
+        counted, as it is not in the rate.
         """
-        cpu: list[float] = []
-
-        def filled() -> None:
-            fill()
-            cpu.append(self.server_cpu())
-
-        ((first, last),) = self._drain({"worker": argv}, total, filled, register,
-                                       done=lambda: cpu.append(self.server_cpu()), env=env).values()
-        return Drained(total / (last - first), (cpu[1] - cpu[0]) / total * 1e6)
+        reports: dict[str, Any] = {}
+        ((first, last),) = self._drain({"worker": argv}, total, fill, register,
+                                       env={**(env or {}), "BENCH_SERVER_CPU": "1"},
+                                       reports=reports).values()
+        report = reports["worker"]
+        cpu = float(report["server_cpu_last"]) - float(report["server_cpu_first"])
+        return Drained(total / (last - first), cpu / total * 1e6)
 
     def rocketman_cost(self, total: int, threads: int, speedups: bool = False) -> Drained:
         """rocketman's worker process draining ``total`` events, and what it cost Redis.

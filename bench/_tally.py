@@ -26,6 +26,8 @@ class Tally:
         self.redis_url = redis_url
         self.result_key = result_key
         self.first = 0.0
+        self.server_cpu = bool(os.environ.get("BENCH_SERVER_CPU"))
+        self.server_cpu_first: float | None = None
         self.complete = threading.Event()
         self._tick = itertools.count(1).__next__
 
@@ -33,12 +35,28 @@ class Tally:
         count = self._tick()
         if count == 1:
             self.first = time.time()
+            self.server_cpu_first = self._server_cpu()
         if count == self.total:
             import redis
 
-            result = {"first": self.first, "last": time.time(), "pid": os.getpid()}
+            result = {"first": self.first, "last": time.time(), "pid": os.getpid(),
+                      "server_cpu_first": self.server_cpu_first, "server_cpu_last": self._server_cpu()}
             redis.Redis.from_url(self.redis_url).set(self.result_key, json.dumps(result))
             self.complete.set()
+
+    def _server_cpu(self) -> float | None:
+        """Seconds of CPU redis-server used so far, read at the first and the last handler call.
+
+        So that the server's CPU per event covers the same window as the
+        rate, not the worker's start-up. Only when ``BENCH_SERVER_CPU`` is
+        set (one INFO round trip in the first handler call).
+        """
+        if not self.server_cpu:
+            return None
+        import redis
+
+        info = redis.Redis.from_url(self.redis_url).info("cpu")
+        return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
 
 
 def from_environment() -> Tally:
