@@ -102,7 +102,7 @@ def use_speedups(enabled: bool = True) -> bool:
     same values and the same error messages, with or without it. (orjson is
     not used: it turns integers past 64 bits into floats.) Encoding stays
     with the standard library, whose errors emit reports. ``ROCKETMAN_SPEEDUPS=0``
-    turns it off at import.
+    turns it off (read at the first decode).
     """
     global _decode_json
     decoder: Any = None
@@ -128,8 +128,13 @@ def use_speedups(enabled: bool = True) -> bool:
     return True
 
 
-_decode_json = _decode_json_stdlib
-use_speedups(_speedups_wanted())
+def _decode_json_first(message: bytes | str) -> Any:
+    """The first decode chooses the decoder: importing msgspec is not part of ``import rocketman_core``."""
+    use_speedups(_speedups_wanted())
+    return _decode_json(message)
+
+
+_decode_json = _decode_json_first
 
 
 class Event(NamedTuple):

@@ -92,8 +92,9 @@ def _payload(message: bytes) -> Any:
         return ("refused", type(error).__name__)
 
 
-def test_orjson_is_used_when_installed_and_rocketman_speedups_0_turns_it_off() -> None:
-    program = "from rocketman_core import _envelope as e; print(e._decode_json is not e._decode_json_stdlib)"
+def test_msgspec_is_imported_at_the_first_decode_and_rocketman_speedups_0_turns_it_off() -> None:
+    program = ("import sys; from rocketman_core import _envelope as e; loaded = 'msgspec' in sys.modules; "
+               "e.decode(e.encode('a.b', 1)); print(not loaded and e._decode_json is not e._decode_json_stdlib)")
     env = {k: v for k, v in os.environ.items() if k != "ROCKETMAN_SPEEDUPS"}
     found = [subprocess.run([sys.executable, "-c", program], env={**env, **extra}, check=True,
                             capture_output=True, text=True, timeout=60).stdout.strip()
