@@ -333,7 +333,7 @@ class WorkerLoop:
                          "JSON: dead-lettered as it came", spec.name, event.name, event.id)
             storage.dead_letter(delivery, delivery.message, reason)
             if hooks.failed:
-                hooks.event_failed(event, spec.name, error, will_retry=False)
+                hooks.event_failed(event, spec.name, error, False)
             return
         # One line per incident for people on call; the traceback is in the
         # dead letter, and at DEBUG.
@@ -361,7 +361,7 @@ class WorkerLoop:
                          event.name, event.id, exc_info=error)
             storage.dead_letter(delivery, message, reason)
         if hooks.failed:
-            hooks.event_failed(event, spec.name, error, will_retry=retry)
+            hooks.event_failed(event, spec.name, error, retry)
         if not retry and hooks.dead_lettered:
             hooks.event_dead_lettered(event, spec.name, str(error))
 

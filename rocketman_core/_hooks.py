@@ -29,71 +29,83 @@ __all__ = ["Hooks"]
 logger = logging.getLogger("rocketman")
 
 
+#: Each broadcast hook and its arguments, in the hookspec's order.
+_SPECS = {
+    "rocketman_event_emitted": ("event",),
+    "rocketman_event_handled": ("event", "consumer", "duration"),
+    "rocketman_event_failed": ("event", "consumer", "error", "will_retry"),
+    "rocketman_event_dead_lettered": ("event", "consumer", "reason"),
+}
+
+
+def _nothing(*arguments: Any) -> None:
+    pass
+
+
 class Hooks:
     """The ``rocketman_event_*`` hooks of a runtime's plugins, with a flag saying whether each has implementations.
 
     :meth:`refresh` reads the implementations again (after a plugin is registered).
     """
 
-    __slots__ = ("_calls", "_plugins", "dead_lettered", "emitted", "failed", "handled")
+    __slots__ = ("_plugins", "dead_lettered", "emitted", "event_dead_lettered", "event_emitted",
+                 "event_failed", "event_handled", "failed", "handled")
 
     def __init__(self, plugins: Plugins) -> None:
         self._plugins = plugins
-        self._calls: dict[str, Callable[[dict[str, Any]], None]] = {}
         #: Whether a plugin implements ``rocketman_event_emitted`` (and so on).
         self.emitted = self.handled = self.failed = self.dead_lettered = False
+        #: Call ``rocketman_event_emitted(event)``: the event was stored (or, inline, dispatched).
+        self.event_emitted: Callable[[Event], None] = _nothing
+        #: Call ``rocketman_event_handled(event, consumer, duration)``: the consumer returned.
+        self.event_handled: Callable[[Event, str, float], None] = _nothing
+        #: Call ``rocketman_event_failed(event, consumer, error, will_retry)``: the consumer raised.
+        self.event_failed: Callable[[Event, str, BaseException, bool], None] = _nothing
+        #: Call ``rocketman_event_dead_lettered(event, consumer, reason)``; event None: a malformed message.
+        self.event_dead_lettered: Callable[[Event | None, str | None, str], None] = _nothing
 
     def refresh(self) -> None:
         """Read again which hooks have implementations, and how to call them."""
         hook = self._plugins.manager.hook
         calls, implemented = {}, {}
-        for name in ("rocketman_event_emitted", "rocketman_event_handled",
-                     "rocketman_event_failed", "rocketman_event_dead_lettered"):
+        for name in _SPECS:
             caller = getattr(hook, name)
             impls = caller.get_hookimpls()
             calls[name], implemented[name] = _calling(name, caller, impls), bool(impls)
-        self._calls = calls
+        self.event_emitted = calls["rocketman_event_emitted"]
+        self.event_handled = calls["rocketman_event_handled"]
+        self.event_failed = calls["rocketman_event_failed"]
+        self.event_dead_lettered = calls["rocketman_event_dead_lettered"]
         self.emitted = implemented["rocketman_event_emitted"]
         self.handled = implemented["rocketman_event_handled"]
         self.failed = implemented["rocketman_event_failed"]
         self.dead_lettered = implemented["rocketman_event_dead_lettered"]
 
-    def event_emitted(self, event: Event) -> None:
-        """Call ``rocketman_event_emitted``: ``event`` was stored (or, inline, dispatched)."""
-        self._calls["rocketman_event_emitted"]({"event": event})
 
-    def event_handled(self, event: Event, consumer: str, duration: float) -> None:
-        """Call ``rocketman_event_handled``: ``consumer`` returned, after ``duration`` seconds."""
-        self._calls["rocketman_event_handled"]({"event": event, "consumer": consumer, "duration": duration})
-
-    def event_failed(self, event: Event, consumer: str, error: BaseException, will_retry: bool) -> None:
-        """Call ``rocketman_event_failed``: ``consumer`` raised ``error``."""
-        self._calls["rocketman_event_failed"](
-            {"event": event, "consumer": consumer, "error": error, "will_retry": will_retry})
-
-    def event_dead_lettered(self, event: Event | None, consumer: str | None, reason: str) -> None:
-        """Call ``rocketman_event_dead_lettered``; ``event`` is None for a malformed message."""
-        self._calls["rocketman_event_dead_lettered"](
-            {"event": event, "consumer": consumer, "reason": reason})
-
-
-def _calling(name: str, caller: Any, impls: list[Any]) -> Callable[[dict[str, Any]], None]:
-    """A function calling ``impls``, the implementations of the hook ``name``, with the arguments given."""
+def _calling(name: str, caller: Any, impls: list[Any]) -> Callable[..., None]:
+    """A function of the hookspec's arguments, in order, that calls ``impls``, the implementations of ``name``."""
+    spec = _SPECS[name]
     if any(impl.hookwrapper or impl.wrapper for impl in impls):
-        def through_pluggy(arguments: dict[str, Any]) -> None:
+        def through_pluggy(*arguments: Any) -> None:
             try:
-                caller(**arguments)
+                caller(**dict(zip(spec, arguments, strict=True)))
             except Exception:
                 logger.exception("a plugin's %s hook raised; ignored", name)
 
         return through_pluggy
-    # pluggy calls the last registered first: the same order here.
-    plan = [(impl.function, impl.argnames, impl.plugin_name) for impl in reversed(impls)]
+    # pluggy calls the last registered first: the same order here. Each
+    # implementation gets the arguments it declares, by their place in the spec.
+    plan = [(impl.function, tuple(spec.index(argument) for argument in impl.argnames), impl.plugin_name)
+            for impl in reversed(impls)]
+    whole = tuple(range(len(spec)))
 
-    def direct(arguments: dict[str, Any]) -> None:
-        for function, argnames, plugin in plan:
+    def direct(*arguments: Any) -> None:
+        for function, places, plugin in plan:
             try:
-                function(*[arguments[argument] for argument in argnames])
+                if places == whole:
+                    function(*arguments)
+                else:
+                    function(*[arguments[place] for place in places])
             except Exception:
                 logger.exception("the %s hook of the plugin %s raised; ignored", name, plugin)
 

@@ -31,7 +31,7 @@ from ._consumers import (
 from ._contracts import Executor, Relay, Storage, SubscriptionInfo
 from ._dead_letters import DeadLetterBook, DeadLetterRecord
 from ._dispatch import Idle, WorkerLoop, dispatch_inline
-from ._envelope import Event, new_id, new_message, new_messages, payload_text, validate_name
+from ._envelope import emitted_event, new_id, new_message, new_messages, payload_text, validate_name
 from ._errors import BacklogFull, ConfigurationError
 from ._hooks import Hooks
 from ._hosting import Hosting
@@ -277,7 +277,7 @@ class Rocketman:
             storage.push(name, message)
         hooks = self._hooks
         if hooks.emitted:
-            hooks.event_emitted(Event(event_id, name, payload, time.time()))
+            hooks.event_emitted(emitted_event(event_id, name, payload, time.time()))
         if self._debug:
             logger.debug("emitted %s (id %s)", name, event_id)
         return event_id
@@ -306,7 +306,7 @@ class Rocketman:
         if hooks.emitted:
             now = time.time()
             for event_id, (name, payload) in zip(ids, pairs, strict=True):
-                hooks.event_emitted(Event(event_id, name, payload, now))
+                hooks.event_emitted(emitted_event(event_id, name, payload, now))
         return ids
 
     # -- lifecycle ---------------------------------------------------------
