@@ -13,10 +13,8 @@ the same handler and ``LREM``\\ s the message; it exits after the
 
 from __future__ import annotations
 
-import json
 import os
 import sys
-import threading
 from typing import Any
 
 import rocketman_core
@@ -41,22 +39,12 @@ def main(threads: int) -> None:
     """Consume ``raw:latency`` with ``threads`` threads until the tally is complete, then exit."""
     import redis
 
+    from ._raw_consumer import consume_with_blmove, run_threads
+
     client: redis.Redis = redis.Redis.from_url(os.environ["BENCH_REDIS_URL"])
 
-    def consume(index: int) -> None:
-        processing = f"raw:latency:processing:{index}"
-        while not _tally.complete.is_set():
-            message = client.blmove(RAW_QUEUE, processing, 1, "RIGHT", "LEFT")
-            if message is None:
-                continue
-            handle(json.loads(message)["payload"])
-            client.lrem(processing, 1, message)  # type: ignore[arg-type]  # bytes are fine at run time
-
-    workers = [threading.Thread(target=consume, args=(i,), daemon=True) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    _tally.complete.wait()
-    os._exit(0)
+    run_threads(threads, lambda index: consume_with_blmove(
+        client, RAW_QUEUE, f"raw:latency:processing:{index}", handle, _tally.complete), _tally.complete)
 
 
 if __name__ == "__main__":

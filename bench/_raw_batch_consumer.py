@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-import threading
 
 import redis
 
+from ._raw_consumer import run_threads
 from ._tally import from_environment
 
 QUEUE = "raw:queue"
@@ -43,11 +43,7 @@ def main(threads: int) -> None:
             for message in messages:
                 handle(loads(message)["payload"])
 
-    workers = [threading.Thread(target=consume, daemon=True) for _ in range(threads)]
-    for worker in workers:
-        worker.start()
-    tally.complete.wait()
-    os._exit(0)
+    run_threads(threads, lambda index: consume(), tally.complete)
 
 
 if __name__ == "__main__":

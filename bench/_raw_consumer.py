@@ -13,12 +13,33 @@ import json
 import os
 import sys
 import threading
+from collections.abc import Callable
 
 import redis
 
 from ._tally import from_environment
 
 QUEUE = "raw:queue"
+
+
+def consume_with_blmove(client: redis.Redis, queue: str, processing: str,
+                        handle: Callable[[object], None], complete: threading.Event) -> None:
+    """One thread of the hand-written consumer: BLMOVE, decode, handle, LREM, until ``complete``."""
+    while not complete.is_set():
+        message = client.blmove(queue, processing, 1, "RIGHT", "LEFT")
+        if message is None:
+            continue
+        handle(json.loads(message)["payload"])
+        client.lrem(processing, 1, message)  # type: ignore[arg-type]  # bytes are fine at run time
+
+
+def run_threads(threads: int, consume: Callable[[int], None], complete: threading.Event) -> None:
+    """Run ``consume(index)`` on ``threads`` daemon threads until ``complete``; then end the process."""
+    workers = [threading.Thread(target=consume, args=(i,), daemon=True) for i in range(threads)]
+    for worker in workers:
+        worker.start()
+    complete.wait()
+    os._exit(0)
 
 
 def main(threads: int) -> None:
@@ -29,20 +50,8 @@ def main(threads: int) -> None:
     def handle(payload: object) -> None:
         tally()
 
-    def consume(index: int) -> None:
-        processing = f"raw:processing:{index}"
-        while not tally.complete.is_set():
-            message = client.blmove(QUEUE, processing, 1, "RIGHT", "LEFT")
-            if message is None:
-                continue
-            handle(json.loads(message)["payload"])
-            client.lrem(processing, 1, message)  # type: ignore[arg-type]  # bytes are fine at run time
-
-    workers = [threading.Thread(target=consume, args=(i,), daemon=True) for i in range(threads)]
-    for worker in workers:
-        worker.start()
-    tally.complete.wait()
-    os._exit(0)
+    run_threads(threads, lambda index: consume_with_blmove(
+        client, QUEUE, f"raw:processing:{index}", handle, tally.complete), tally.complete)
 
 
 if __name__ == "__main__":
