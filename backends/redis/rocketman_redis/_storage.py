@@ -271,6 +271,8 @@ class RedisStorage(Subscriptions, DeadLetters):
         self._router = None
         self._router_client = None
         self._local = _ReserveHint()
+        # Lease tokens of its own: the parent goes on counting from the same tag.
+        self._tag = os.urandom(8).hex()
 
     # -- the table of subscriptions --------------------------------------
 

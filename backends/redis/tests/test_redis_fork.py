@@ -91,3 +91,35 @@ def test_a_fork_while_another_thread_holds_the_pool_lock_does_not_hang_the_child
     """)
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=20)
     assert "child exit 0" in done.stdout, done.stdout + done.stderr
+
+
+def test_a_forked_child_and_its_parent_never_share_a_lease(rocketman_redis_server: Any) -> None:
+    """Both reserve right after the fork: two leases, two acks, nothing left reserved or lost."""
+    namespace = f"fork-{uuid.uuid4().hex[:8]}"
+    code = textwrap.dedent(f"""
+        import os
+        from rocketman_core import Subscription
+        from rocketman_redis import RedisStorage
+        storage = RedisStorage({rocketman_redis_server.url!r}, namespace={namespace!r})
+        storage.subscribe([Subscription("s", ("*",))], "test")
+        storage.push_many([("job.run", b"for one"), ("job.run", b"for the other")])
+        while storage.stats()["queued"] < 2:
+            pass
+        reserved, acked = os.pipe(), os.pipe()
+        pid = os.fork()
+        (delivery,) = storage.reserve(("s",), 5, 1)
+        if pid == 0:  # the child holds its lease until the parent acknowledged its own
+            os.write(reserved[1], b"x")
+            os.read(acked[0], 1)
+            storage.ack([delivery])
+            os._exit(0)
+        os.read(reserved[0], 1)
+        storage.ack([delivery])
+        os.write(acked[1], b"x")
+        os.waitpid(pid, 0)
+        print(storage.stats())
+        storage.unsubscribe("s")
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "'queued': 0, 'reserved': 0" in done.stdout, done.stdout
