@@ -63,14 +63,6 @@ class NoopHooks:
             setattr(self, name, hookimpl(namespace[name]))
 
 
-def _has_msgspec() -> bool:
-    try:
-        import msgspec  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
 def rocketman_factory(workers: int, **settings: Any) -> Factory:
     """rocketman with the memory storage and ``workers`` threads, started before timing."""
 
@@ -188,7 +180,9 @@ def memory_section(config: Config) -> list[Row]:
         finally:
             _envelope.use_speedups(False)
 
-    if _has_msgspec():
+    installed = _envelope.use_speedups(True)
+    _envelope.use_speedups(False)
+    if installed:
         fast, standard = interleave(runs, accelerated, lambda: e2e_rate(rocketman_factory(5), total))
         rows.append(Row.paired(section, figure + ", with rocketman-core[speedups] (msgspec decoding)",
                                "events/s", fast, "rocketman, standard-library JSON (every other row)",

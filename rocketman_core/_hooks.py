@@ -94,15 +94,18 @@ def _calling(name: str, caller: Any, impls: list[Any]) -> Callable[..., None]:
 
         return through_pluggy
     # pluggy calls the last registered first: the same order here. Each
-    # implementation gets the arguments it declares, by their place in the spec.
-    plan = [(impl.function, tuple(spec.index(argument) for argument in impl.argnames), impl.plugin_name)
-            for impl in reversed(impls)]
+    # implementation gets the arguments it declares, by their place in the
+    # spec (None: all of them, in order).
     whole = tuple(range(len(spec)))
+    plan = []
+    for impl in reversed(impls):
+        places = tuple(spec.index(argument) for argument in impl.argnames)
+        plan.append((impl.function, None if places == whole else places, impl.plugin_name))
 
     def direct(*arguments: Any) -> None:
         for function, places, plugin in plan:
             try:
-                if places == whole:
+                if places is None:
                     function(*arguments)
                 else:
                     function(*[arguments[place] for place in places])

@@ -309,9 +309,7 @@ class DurableStorageContract(StorageKit):
 
     def test_release_requeues_at_once_and_in_order(self, kit: Storage) -> None:
         """Released deliveries are the next reserve's, at once, in their order, before later ones."""
-        release = storage_features(kit).release
-        if release is None:
-            pytest.skip("the storage has no release(): the optional member is absent")
+        release = self._optional(kit, "release")
         self._push(kit, b"first", b"second", b"third", b"later")
         self._stats_become(kit, "the pushed messages were not queued", queued=4)
         held = self._reserve_exactly(kit, 3)
@@ -330,9 +328,7 @@ class DurableStorageContract(StorageKit):
 
     def test_ack_and_reserve_acknowledges_before_it_takes_or_blocks(self, kit: Storage) -> None:
         """``ack_and_reserve(done, ...)``: ``done`` is acknowledged, the next batch is taken; with nothing left, it returns ``[]``."""
-        piggyback = storage_features(kit).ack_and_reserve
-        if piggyback is None:
-            pytest.skip("the storage has no ack_and_reserve(): the optional member is absent")
+        piggyback = self._optional(kit, "ack_and_reserve")
         self._push(kit, b"first", b"second", b"third", b"fourth")
         self._stats_become(kit, "the pushed messages were not queued", queued=4)
         held = self._reserve_exactly(kit, 2)
@@ -350,9 +346,7 @@ class DurableStorageContract(StorageKit):
 
     def test_interrupt_wakes_a_blocked_reserve(self, kit: Storage) -> None:
         """A reserve blocked with a long timeout returns ``[]`` promptly after ``interrupt()``."""
-        interrupt = storage_features(kit).interrupt
-        if interrupt is None:
-            pytest.skip("the storage has no interrupt(): the optional member is absent")
+        interrupt = self._optional(kit, "interrupt")
         reserving = ReserveInThread(kit, self.settle_timeout)
         try:
             # Nothing says from outside that a thread is inside a blocking call.

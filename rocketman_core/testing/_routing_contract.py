@@ -11,7 +11,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from .._backends import Durable
+import pytest
+
+from .._backends import Durable, storage_features
 from .._contracts import STATS_KEYS, SUBSCRIPTION_COUNT_KEYS, Storage, Subscription
 from ._deadlines import wait_until
 
@@ -107,6 +109,14 @@ class StorageKit:
         counts.update(expected)
         wait_until(lambda: storage.stats() == counts, self.settle_timeout,
                    f"{failure}: stats() stayed {storage.stats()}, expected {counts}")
+
+    @staticmethod
+    def _optional(storage: Storage, member: str) -> Any:
+        """The storage's optional ``member`` (as the core reads it), or skip: the member is absent."""
+        found = getattr(storage_features(storage), member)
+        if found is None:
+            pytest.skip(f"the storage has no {member}(): the optional member is absent")
+        return found
 
     def _unrouted(self, storage: Storage, count: int) -> dict[str, int]:
         """What ``count`` events nobody subscribed to add to stats: parked or dropped."""

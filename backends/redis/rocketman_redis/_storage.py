@@ -615,13 +615,13 @@ class RedisStorage(Subscriptions, DeadLetters):
         except RedisError as error:
             raise self._error(f"renew the leases of {len(deliveries)} events", error) from error
         # Those settled meanwhile were not lost, only done.
-        lost = [lease for lease in leases if lease.left]
-        if len(leases) - held > len(leases) - len(lost):
-            messages = sum(len(lease.left) for lease in lost)
+        unsettled = [lease for lease in leases if lease.left]
+        if held < len(unsettled):
             logger.warning(
-                "%d leases (of %d messages) expired before they were renewed; their events were "
-                "handed to another worker and may be handled twice (lease is %.1fs: raise it if "
-                "workers stall longer than that)", len(leases) - held, messages, self.lease,
+                "%d leases (of up to %d messages) expired before they were renewed; their events "
+                "were handed to another worker and may be handled twice (lease is %.1fs: raise it "
+                "if workers stall longer than that)", len(unsettled) - held,
+                sum(len(lease.left) for lease in unsettled), self.lease,
             )
 
     # -- retries ---------------------------------------------------------
@@ -630,9 +630,7 @@ class RedisStorage(Subscriptions, DeadLetters):
         """Replace ``delivery`` by ``message`` in its subscription's delayed set, in one step."""
         # Random characters first, so that two equal retries stay two members.
         tagged = os.urandom(_scripts.RETRY_TAG_WIDTH // 2).hex().encode() + message
-        keys = delivery.keys
-        recorded = self._settle(_RETRY_LATER, [delivery],
-                                lambda k: (keys.reserved, keys.leases, keys.delayed),
+        recorded = self._settle(_RETRY_LATER, [delivery], lambda k: (k.reserved, k.leases, k.delayed),
                                 lambda lease, indices, whole: (
                                     *_indices(lease, indices, whole), max(0, round(delay * 1000)), tagged),
                                 "schedule a retry for")

@@ -5,23 +5,21 @@
 -- not a few per message. What is settled of a batch before it is done (a
 -- retry, a dead letter, a partial ack) is noted by index under token .. '!'
 -- ("3,7,"): the batch itself is written once. A token without the final
--- '*' is a lease of one message, as an earlier layout wrote it.
+-- '*' is a lease of one message, as an earlier layout wrote it: only expiry
+-- meets one (a process settles only the batches it took).
 local function is_batch(token)
   return string.byte(token, -1) == 42
 end
--- The messages of a batch not settled yet, and their indices, in order.
+-- The messages of an expired lease not settled yet, in order.
 local function unsettled(token, packed, settled)
-  if not is_batch(token) then return {packed}, {1} end
+  if not is_batch(token) then return {packed} end
   local done = {}
   for i in string.gmatch(settled or '', '%d+') do done[tonumber(i)] = true end
-  local out, at = {}, {}
+  local out = {}
   for i, message in ipairs(cmsgpack.unpack(packed)) do
-    if not done[i] then
-      out[#out + 1] = message
-      at[#at + 1] = i
-    end
+    if not done[i] then out[#out + 1] = message end
   end
-  return out, at
+  return out
 end
 -- Settle the messages at the 1-based `indices` (text: "2,5") of the batch
 -- at token, if its lease holds; `whole` (the holder knows it) when they are
@@ -29,11 +27,6 @@ end
 -- when the lease no longer holds. With `counted`, '#' is left alone: the
 -- caller takes the count off itself (TAKE, in its own HINCRBY).
 local function settle(reserved, leases, token, indices, whole, counted)
-  if not is_batch(token) then
-    if redis.call('ZREM', leases, token) == 0 then return false end
-    redis.call('HDEL', reserved, token)
-    return 1
-  end
   local count = select(2, string.gsub(indices, '%d+', ''))
   if whole then
     if redis.call('ZREM', leases, token) == 0 then return false end
@@ -46,12 +39,10 @@ local function settle(reserved, leases, token, indices, whole, counted)
   if not counted then redis.call('HINCRBY', reserved, '#', -count) end
   return count
 end
--- The messages at `indices` of the batch at token (or the one message of
--- an earlier layout's lease), read before they are settled.
+-- The messages at `indices` of the batch at token, read before they are settled.
 local function messages_at(reserved, token, indices)
   local packed = redis.call('HGET', reserved, token)
   if not packed then return {} end
-  if not is_batch(token) then return {packed} end
   local messages, out = cmsgpack.unpack(packed), {}
   for i in string.gmatch(indices, '%d+') do out[#out + 1] = messages[tonumber(i)] end
   return out
