@@ -17,14 +17,16 @@ from __future__ import annotations
 
 import functools
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from ._backends import (
     AckingReserve,
+    AsyncPush,
     Backlog,
     Durable,
+    EventLoops,
     Interruptible,
     Releasing,
     Renewing,
@@ -63,8 +65,10 @@ from ._urls import mask_url, url_query
 
 __all__ = [
     "AckingReserve",
+    "AsyncPush",
     "Backlog",
     "Durable",
+    "EventLoops",
     "Interruptible",
     "Releasing",
     "Renewing",
@@ -100,8 +104,11 @@ __all__ = [
     "current",
     "dead_letters",
     "drain",
+    "drain_async",
     "emit",
+    "emit_async",
     "emit_many",
+    "emit_many_async",
     "hookimpl",
     "hookspec",
     "identity_of",
@@ -166,6 +173,9 @@ def _delegate(method: Callable[Concatenate[Rocketman, P], R]) -> Callable[P, R]:
 
 configure = _delegate(Rocketman.configure)
 emit_many = _delegate(Rocketman.emit_many)
+emit_async = _delegate(Rocketman.emit_async)
+emit_many_async = _delegate(Rocketman.emit_many_async)
+drain_async = _delegate(Rocketman.drain_async)
 start = _delegate(Rocketman.start)
 drain = _delegate(Rocketman.drain)
 shutdown = _delegate(Rocketman.shutdown)
@@ -203,11 +213,23 @@ def on_event(pattern: str, *, name: str | None = None, start: str = "parked") ->
 
 
 class Producer:
-    """A mixin giving a class ``self.emit(name, payload=None)``."""
+    """A mixin giving a class ``self.emit(name, payload=None)``, and its async forms."""
 
     def emit(self, name: str, payload: Any = None) -> str:
         """Emit the event ``name``; see :func:`rocketman_core.emit`."""
         return _current.emit(name, payload)
+
+    async def emit_async(self, name: str, payload: Any = None) -> str:
+        """``await`` it: emit the event ``name`` from async code; see :func:`rocketman_core.emit_async`."""
+        return await _current.emit_async(name, payload)
+
+    async def emit_many_async(self, events: Iterable[tuple[str, Any]]) -> list[str]:
+        """``await`` it: emit several events; see :func:`rocketman_core.emit_many_async`."""
+        return await _current.emit_many_async(events)
+
+    async def drain_async(self, timeout: float | None = None) -> bool:
+        """``await`` it: wait until what was emitted is handled; see :func:`rocketman_core.drain_async`."""
+        return await _current.drain_async(timeout)
 
 
 class Consumer:

@@ -21,18 +21,22 @@ Required            ``contract_version`` and every method of ``Storage``
 :class:`AckingReserve`  ``ack_and_reserve(done, subscriptions, timeout,
                     max_count)``: acknowledge a batch and reserve the next
                     in one round trip
+:class:`AsyncPush`  ``async push_async(name, message)`` and ``async
+                    push_many_async(events)``: what ``emit_async`` awaits;
+                    without them the core runs ``push`` in a thread
 ==================  ==========================================================
 
-An executor is required to have ``start`` and ``stop``; :class:`Synchronous`
-(``synchronous: bool``) is its one optional member.
+An executor is required to have ``start`` and ``stop``; its optional
+members are :class:`Synchronous` (``synchronous: bool``) and
+:class:`EventLoops` (``new_event_loop()``: the loop async consumers run on).
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
-from typing import Any, NamedTuple, Protocol, runtime_checkable
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, runtime_checkable
 
 from ._contracts import STORAGE_CONTRACT, Delivery, Storage
 from ._errors import ConfigurationError
@@ -40,8 +44,10 @@ from ._urls import mask_url
 
 __all__ = [
     "AckingReserve",
+    "AsyncPush",
     "Backlog",
     "Durable",
+    "EventLoops",
     "Interruptible",
     "Releasing",
     "Renewing",
@@ -53,6 +59,9 @@ __all__ = [
     "is_synchronous",
     "storage_features",
 ]
+
+if TYPE_CHECKING:
+    import asyncio
 
 logger = logging.getLogger("rocketman")
 
@@ -123,6 +132,41 @@ class AckingReserve(Protocol):
 
 
 @runtime_checkable
+class AsyncPush(Protocol):
+    """A storage that stores events without blocking an event loop: what ``emit_async`` awaits.
+
+    Both are coroutine functions with the semantics of ``push`` and
+    ``push_many``. A storage without them still serves ``emit_async``: the
+    core runs its ``push`` on a thread, which never blocks the loop either
+    but costs a thread hop per call.
+    """
+
+    async def push_async(self, name: str, message: bytes) -> None:
+        """:meth:`Storage.push`, awaited: the event is stored when it returns."""
+        ...
+
+    async def push_many_async(self, events: Sequence[tuple[str, bytes]]) -> None:
+        """:meth:`Storage.push_many`, awaited."""
+        ...
+
+
+@runtime_checkable
+class EventLoops(Protocol):
+    """An executor that makes the event loop async consumers run on (uvloop's, say).
+
+    The core runs that loop on one thread per process (``rocketman-loop``),
+    fed by the workers, and owns its life: it starts it at the first async
+    consumer's event, and at shutdown waits for the coroutines in flight,
+    cancels the rest and gives their deliveries back, then stops and closes
+    it. Without this member the core makes an asyncio loop.
+    """
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        """A new event loop, not running and not set as any thread's current one."""
+        ...
+
+
+@runtime_checkable
 class Synchronous(Protocol):
     """An executor that may run nothing in the background (``synchronous = True``).
 
@@ -142,6 +186,8 @@ class StorageFeatures(NamedTuple):
     interrupt: Callable[[], None] | None
     backlog_bytes: Callable[[], int] | None
     ack_and_reserve: Callable[[Sequence[Delivery], Sequence[str], float, int], list[Delivery]] | None = None
+    push_async: Callable[[str, bytes], Awaitable[None]] | None = None
+    push_many_async: Callable[[Sequence[tuple[str, bytes]]], Awaitable[None]] | None = None
 
 
 def storage_features(storage: Storage, label: str | None = None) -> StorageFeatures:
@@ -174,7 +220,21 @@ def storage_features(storage: Storage, label: str | None = None) -> StorageFeatu
                          ("ack_and_reserve", piggyback)):
         if method is not None and not callable(method):
             raise ConfigurationError(f"the storage {label} has {name}={method!r}: it must be a method")
-    return StorageFeatures(durable, interval, release, interrupt, backlog, piggyback)
+    push_async = push_many_async = None
+    if hasattr(storage, "push_async") or hasattr(storage, "push_many_async"):
+        import inspect
+
+        for name in ("push_async", "push_many_async"):
+            method = getattr(storage, name, None)
+            if not inspect.iscoroutinefunction(method):
+                raise ConfigurationError(
+                    f"the storage {label} has {name}={method!r}: it must be an async def method "
+                    "(or both push_async and push_many_async absent: emit_async then runs push "
+                    "on a thread)")
+        push_async, push_many_async = (getattr(storage, "push_async"),  # noqa: B009 - typed Any
+                                       getattr(storage, "push_many_async"))  # noqa: B009
+    return StorageFeatures(durable, interval, release, interrupt, backlog, piggyback,
+                           push_async, push_many_async)
 
 
 def is_synchronous(executor: object) -> bool:

@@ -44,6 +44,9 @@ class Settings(NamedTuple):
     :param subscription_expire_after: seconds after which hosting processes
         remove, with its backlog, a subscription no process has hosted; 0
         (the default) never removes one.
+    :param async_concurrency: the most ``async def`` consumers in flight at
+        once in a process (awaiting together on its event loop); a worker
+        waits for a free place before it starts another.
     :param relay_backlog_bytes: the most bytes of events a storage in this
         process's memory may hold before a relay's emit is refused
         (:class:`BacklogFull`: the relay drops the message and counts it);
@@ -66,6 +69,7 @@ class Settings(NamedTuple):
     subscription_stale_after: float = 86400.0
     subscription_expire_after: float = 0.0
     relay_backlog_bytes: int = 64 * 1024 * 1024
+    async_concurrency: int = 100
 
     @classmethod
     def resolve(cls, overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
@@ -101,6 +105,7 @@ class Settings(NamedTuple):
         _check_int("max_retries", self.max_retries, minimum=0)
         _check_int("batch_size", self.batch_size, minimum=1)
         _check_int("relay_backlog_bytes", self.relay_backlog_bytes, minimum=0)
+        _check_int("async_concurrency", self.async_concurrency, minimum=1)
         _check_number("latency", self.latency, positive=True)
         _check_number("retry_backoff", self.retry_backoff, positive=False)
         _check_number("retry_backoff_max", self.retry_backoff_max, positive=False)
@@ -212,4 +217,5 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "subscription_stale_after": _parse_float,
     "subscription_expire_after": _parse_float,
     "relay_backlog_bytes": _parse_int,
+    "async_concurrency": _parse_int,
 }

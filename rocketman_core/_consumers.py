@@ -108,7 +108,8 @@ class ConsumerSpec:
     """
 
     __slots__ = (
-        "_instance", "function", "invoke", "name", "owner", "patterns", "start", "unstable",
+        "_instance", "function", "invoke", "is_async", "name", "owner", "patterns", "start",
+        "unstable",
     )
 
     def __init__(
@@ -128,6 +129,9 @@ class ConsumerSpec:
         self.start = start
         self.unstable = unstable
         self._instance = instance
+        #: Whether it is an ``async def``: :attr:`invoke` then returns a
+        #: coroutine, which the core awaits on an event loop.
+        self.is_async = _is_coroutine_function(function)
         self.invoke: Callable[[Any, Event], Any] = self._make_invoke()
 
     @property
@@ -181,6 +185,17 @@ class ConsumerSpec:
 
     def __repr__(self) -> str:
         return f"<consumer {self.name} on {' '.join(self.patterns)!r}>"
+
+
+def _is_coroutine_function(function: Callable[..., Any]) -> bool:
+    """Whether calling ``function`` gives a coroutine: an ``async def``, a partial of one, or an object whose ``__call__`` is one."""
+    import inspect
+
+    if inspect.iscoroutinefunction(function):
+        return True
+    if isinstance(function, FunctionType):
+        return False
+    return inspect.iscoroutinefunction(type(function).__dict__.get("__call__"))
 
 
 class _Instance:

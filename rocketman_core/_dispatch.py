@@ -15,7 +15,7 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._backends import StorageFeatures
@@ -35,9 +35,12 @@ from ._text import plural
 from ._urls import mask_url
 
 if TYPE_CHECKING:
+    import asyncio
+
+    from ._async import AsyncRunner, Job
     from ._hosting import Hosting
 
-__all__ = ["Idle", "Outage", "WorkerLoop", "dispatch_inline", "one_line"]
+__all__ = ["Idle", "Outage", "WorkerLoop", "dispatch_inline", "dispatch_inline_async", "one_line"]
 
 logger = logging.getLogger("rocketman")
 
@@ -140,7 +143,8 @@ class WorkerLoop:
 
     def __init__(self, storage: Storage, features: StorageFeatures, consumers: Consumers,
                  settings: Settings, hooks: Hooks, hosting: Hosting, idle: Idle, *,
-                 debug: bool = False) -> None:
+                 debug: bool = False,
+                 new_loop: Callable[[], asyncio.AbstractEventLoop] | None = None) -> None:
         self.storage = storage
         self.features = features
         self.consumers = consumers
@@ -153,17 +157,45 @@ class WorkerLoop:
         self.held: dict[int, Sequence[Delivery]] = {}
         #: The storage's failures as this process's workers see them.
         self.outage = Outage()
+        #: Where async consumers run; made at the first one's event.
+        self.runner: AsyncRunner | None = None
+        self._new_loop = new_loop
+        self._runner_lock = threading.Lock()
 
     def held_deliveries(self) -> list[Delivery]:
-        """Every delivery the workers hold now."""
-        return [delivery for batch in list(self.held.values()) for delivery in batch]
+        """Every delivery the workers hold now, those of async consumers in flight included."""
+        held = [delivery for batch in list(self.held.values()) for delivery in batch]
+        runner = self.runner
+        if runner is not None and runner.in_flight:
+            held += runner.deliveries()
+        return held
 
     def give_back_held(self) -> int:
         """Give back, now, every delivery the workers hold (a stop that cannot wait); return how many."""
-        held = self.held_deliveries()
+        runner = self.runner
+        abandoned = runner.abandon() if runner is not None else []
+        held = [delivery for batch in list(self.held.values()) for delivery in batch] + abandoned
         if self.features.release is not None and held:
             self._give_back(held, "event")
         return len(held)
+
+    def stop_async(self, timeout: float) -> int:
+        """Wait up to ``timeout`` for the async consumers in flight, cancel the rest; return how many were.
+
+        The cancelled ones' deliveries are given back (a durable storage
+        keeps them for the next worker; a memory one counts them as left).
+        """
+        runner = self.runner
+        return runner.stop(timeout) if runner is not None else 0
+
+    def _runner(self) -> AsyncRunner:
+        with self._runner_lock:
+            if self.runner is None:
+                from ._async import AsyncRunner
+
+                self.runner = AsyncRunner(self._new_loop or _asyncio_loop,
+                                          self.settings.async_concurrency, self.settle)
+            return self.runner
 
     def run(self, stopping: threading.Event) -> None:
         """One worker: reserve a batch for the hosted subscriptions, dispatch each, acknowledge; until ``stopping``."""
@@ -229,7 +261,7 @@ class WorkerLoop:
         rest of the batch, the interrupted delivery included, goes back
         before it propagates.
         """
-        release, durable = self.features.release, self.features.durable
+        release = self.features.release
         done: list[Delivery] = []
         index = 0
         finished = False
@@ -242,18 +274,10 @@ class WorkerLoop:
                     index = len(deliveries)
                     break
                 try:
-                    if self.handle(delivery):
+                    if self.handle(delivery, stopping):
                         done.append(delivery)
                 except Exception as error:
-                    # The storage failed while recording a retry or a dead
-                    # letter. A durable storage's lease gives the delivery back
-                    # (at least once); a memory one must be given it back now,
-                    # or it stays reserved for ever.
-                    kept = "it comes back when its lease expires" if durable else "it is given back"
-                    logger.error("could not record the outcome of a message (%s); %s",
-                                 mask_url(str(error)) or type(error).__name__, kept)
-                    if not durable and release is not None:
-                        self._give_back([delivery])
+                    self._not_recorded(delivery, error)
             else:
                 index = len(deliveries)
             finished = True
@@ -266,6 +290,19 @@ class WorkerLoop:
                 self._ack(done)
         return done if defer_ack else ()
 
+    def _not_recorded(self, delivery: Delivery, error: Exception) -> None:
+        """The storage failed while recording a retry or a dead letter.
+
+        A durable storage's lease gives the delivery back (at least once); a
+        memory one must be given it back now, or it stays reserved for ever.
+        """
+        durable = self.features.durable
+        kept = "it comes back when its lease expires" if durable else "it is given back"
+        logger.error("could not record the outcome of a message (%s); %s",
+                     mask_url(str(error)) or type(error).__name__, kept)
+        if not durable:
+            self._give_back([delivery])
+
     def _give_back(self, deliveries: Sequence[Delivery], noun: str = "message") -> None:
         release = self.features.release
         if not deliveries or release is None:
@@ -276,11 +313,12 @@ class WorkerLoop:
             logger.warning("could not give back %s (their lease will): %s",
                            plural(len(deliveries), noun), mask_url(str(error)))
 
-    def handle(self, delivery: Delivery) -> bool:
+    def handle(self, delivery: Delivery, stopping: threading.Event | None = None) -> bool:
         """Dispatch one delivery to its subscription's consumer.
 
         Returns True when it is to be acknowledged (the consumer succeeded),
-        False when the storage already took it back (a retry, a dead letter).
+        False when the storage already took it back (a retry, a dead letter)
+        or it went to the loop of async consumers, which settles it.
         """
         storage, hooks = self.storage, self.hooks
         message = delivery.message
@@ -307,16 +345,48 @@ class WorkerLoop:
             return False
         if self.debug:
             logger.debug("dispatching %s (id %s) to %s", event.name, event.id, spec.name)
+        if spec.is_async:
+            if not (self.runner or self._runner()).submit(delivery, event, spec, stopping):
+                self._give_back([delivery])  # stopping: it was not started
+            return False
         timed = hooks.handled
         started = time.perf_counter() if timed else 0.0
         try:
-            spec.invoke(event.payload, event)
+            if (result := spec.invoke(event.payload, event)) is not None:
+                _check_result(spec, result)
         except (Exception, SystemExit) as error:  # a consumer's sys.exit() is its failure, not ours
             self._failed(delivery, event, spec, error)
             return False
         if timed:
             hooks.event_handled(event, spec.name, time.perf_counter() - started)
         return True
+
+    def settle(self, jobs: Sequence[Job]) -> None:
+        """Record what async consumers did: ack the successes in one call, retry or dead-letter the failures.
+
+        Runs on the runner's settler thread, never on the loop.
+        """
+        from ._async import GIVEN_BACK
+
+        hooks = self.hooks
+        done: list[Delivery] = []
+        back: list[Delivery] = []
+        for job in jobs:
+            outcome = job.outcome
+            if outcome is None:
+                done.append(job.delivery)
+                if hooks.handled:
+                    hooks.event_handled(job.event, job.spec.name, job.duration)
+            elif outcome is GIVEN_BACK:
+                back.append(job.delivery)
+            else:
+                try:
+                    self._failed(job.delivery, job.event, job.spec, outcome)
+                except Exception as error:
+                    self._not_recorded(job.delivery, error)
+        self._ack(done)
+        self._give_back(back)
+        self.idle.notify()
 
     def _failed(self, delivery: Delivery, event: Event, spec: ConsumerSpec, error: BaseException) -> None:
         storage, hooks, settings = self.storage, self.hooks, self.settings
@@ -366,31 +436,106 @@ class WorkerLoop:
             hooks.event_dead_lettered(event, spec.name, str(error))
 
 
-def dispatch_inline(consumers: Consumers, event_id: str, name: str, payload: Any,
-                    text: str | None = None, *, debug: bool = False) -> None:
-    """Run every consumer of the event now, in this thread; ``text``: its payload already encoded.
+def _asyncio_loop() -> asyncio.AbstractEventLoop:
+    import asyncio
 
-    Every consumer runs; then the first error is raised to the caller (the
-    others are logged), with no retry.
-    """
+    return asyncio.new_event_loop()
+
+
+def _check_result(spec: ConsumerSpec, result: Any) -> None:
+    import inspect
+
+    if inspect.isawaitable(result):
+        close = getattr(result, "close", None)
+        if close is not None:
+            close()  # no "coroutine was never awaited" warning: it is reported here
+        raise TypeError(
+            f"consumer {spec.name} returned an awaitable ({type(result).__name__}) without being "
+            "an async def, so rocketman cannot run it: define it with `async def` (or keep "
+            "inspect.iscoroutinefunction() true through its decorators, with functools.wraps)")
+
+
+class _FirstError:
+    """Inline dispatch: every consumer runs; the first error is raised at the end, the others logged."""
+
+    __slots__ = ("first", "name")
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.first: BaseException | None = None
+
+    def add(self, spec: ConsumerSpec, error: BaseException) -> None:
+        if self.first is None:
+            self.first = error
+        else:
+            logger.error("consumer %s failed on %s", spec.name, self.name, exc_info=error)
+
+    def raise_first(self) -> None:
+        if self.first is not None:
+            raise self.first
+
+
+def _inline_calls(consumers: Consumers, event_id: str, name: str, payload: Any, text: str | None,
+                  debug: bool) -> list[tuple[ConsumerSpec, Any, Event]]:
+    """What inline dispatch calls: each consumer of the event, with its own copy of the payload."""
     # Round-trip through JSON as a storage would: a consumer sees the same
     # payload inline as it will with memory or Redis.
     if text is None:
         text = payload_text(name, payload)
     emitted_at = time.time()
-    first: BaseException | None = None
+    calls = []
     for spec in consumers.for_name(name):
         # Each consumer its own copy, as each subscription decodes its own
         # delivery on a storage: one consumer's changes never reach another.
         mine = payload_from_text(text)
         if debug:
             logger.debug("dispatching %s (id %s) to %s", name, event_id, spec.name)
+        calls.append((spec, mine, Event(event_id, name, mine, emitted_at)))
+    return calls
+
+
+def dispatch_inline(consumers: Consumers, event_id: str, name: str, payload: Any,
+                    text: str | None = None, *, debug: bool = False) -> None:
+    """Run every consumer of the event now, in this thread; ``text``: its payload already encoded.
+
+    Every consumer runs; then the first error is raised to the caller (the
+    others are logged), with no retry. An async consumer is run to
+    completion on this thread's own loop; when an event loop already runs
+    in this thread, nothing runs and a ``RuntimeError`` says to use
+    ``emit_async``.
+    """
+    calls = _inline_calls(consumers, event_id, name, payload, text, debug)
+    for spec, _, _ in calls:
+        if spec.is_async:
+            from ._async import check_no_running_loop
+
+            check_no_running_loop(spec)
+            break
+    errors = _FirstError(name)
+    for spec, mine, event in calls:
         try:
-            spec.invoke(mine, Event(event_id, name, mine, emitted_at))
+            if spec.is_async:
+                from ._async import run_inline
+
+                run_inline(spec.invoke(mine, event))
+            elif (result := spec.invoke(mine, event)) is not None:
+                _check_result(spec, result)
         except (Exception, SystemExit) as error:
-            if first is None:
-                first = error
-            else:
-                logger.error("consumer %s failed on %s", spec.name, name, exc_info=error)
-    if first is not None:
-        raise first
+            errors.add(spec, error)
+    errors.raise_first()
+
+
+async def dispatch_inline_async(consumers: Consumers, event_id: str, name: str, payload: Any,
+                                text: str | None = None, *, debug: bool = False) -> None:
+    """:func:`dispatch_inline` for ``emit_async``: async consumers are awaited on the caller's loop."""
+    errors = _FirstError(name)
+    for spec, mine, event in _inline_calls(consumers, event_id, name, payload, text, debug):
+        try:
+            result = spec.invoke(mine, event)
+            if spec.is_async:
+                await result
+            elif result is not None:
+                _check_result(spec, result)
+        except (Exception, SystemExit) as error:
+            errors.add(spec, error)
+    errors.raise_first()

@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 
 from ._backends import (
     Durable,
+    EventLoops,
     StorageFeatures,
     check_contract,
     check_storage,
@@ -30,7 +31,7 @@ from ._consumers import (
 )
 from ._contracts import Executor, Relay, Storage, SubscriptionInfo
 from ._dead_letters import DeadLetterBook, DeadLetterRecord
-from ._dispatch import Idle, WorkerLoop, dispatch_inline
+from ._dispatch import Idle, WorkerLoop, dispatch_inline, dispatch_inline_async
 from ._envelope import emitted_event, new_id, new_message, new_messages, payload_text, validate_name
 from ._errors import BacklogFull, ConfigurationError
 from ._hooks import Hooks
@@ -44,6 +45,7 @@ __all__ = ["DeadLetterRecord", "Rocketman"]
 logger = logging.getLogger("rocketman")
 
 F = TypeVar("F", bound=Callable[..., Any])
+R = TypeVar("R")
 
 class _Unset:
     """The default of a setting not given: it then comes from ROCKETMAN_*, else its default."""
@@ -119,6 +121,7 @@ class Rocketman:
         subscription_stale_after: float = _UNSET,
         subscription_expire_after: float = _UNSET,
         relay_backlog_bytes: int = _UNSET,
+        async_concurrency: int = _UNSET,
     ) -> Settings:
         """Set how events are stored and run; unset settings come from ``ROCKETMAN_*``.
 
@@ -275,11 +278,41 @@ class Rocketman:
         else:
             event_id, message = new_message(name, payload)
             storage.push(name, message)
-        hooks = self._hooks
-        if hooks.emitted:
-            hooks.event_emitted(emitted_event(event_id, name, payload, time.time()))
+        if self._hooks.emitted or self._debug:
+            self._emitted(event_id, name, payload)
+        return event_id
+
+    def _emitted(self, event_id: str, name: str, payload: Any) -> None:
+        """Tell the hooks (and the debug log) of an event stored."""
+        if self._hooks.emitted:
+            self._hooks.event_emitted(emitted_event(event_id, name, payload, time.time()))
         if self._debug:
             logger.debug("emitted %s (id %s)", name, event_id)
+
+    async def emit_async(self, name: str, payload: Any = None) -> str:
+        """:meth:`emit` for async code: ``await`` it; it never blocks the event loop.
+
+        On a storage with an async path (Redis: redis.asyncio; memory: a
+        push that never waits) it is awaited in this loop; on another, its
+        ``push`` runs on a thread. With ``inline``, every consumer runs
+        before it returns, async ones awaited here. Same errors as :meth:`emit`.
+        """
+        storage = self._storage
+        if storage is None:
+            storage = await _on_a_thread(self._prepare)
+        if self._synchronous:
+            validate_name(name)
+            event_id = new_id()
+            await dispatch_inline_async(self.consumers, event_id, name, payload, debug=self._debug)
+        else:
+            event_id, message = new_message(name, payload)
+            push = self._features.push_async
+            if push is not None:
+                await push(name, message)
+            else:
+                await _on_a_thread(storage.push, name, message)
+        if self._hooks.emitted or self._debug:
+            self._emitted(event_id, name, payload)
         return event_id
 
     def emit_many(self, events: Iterable[tuple[str, Any]]) -> list[str]:
@@ -302,11 +335,36 @@ class Rocketman:
         else:
             ids, messages = new_messages(pairs)
             storage.push_many(messages)
+        self._emitted_many(ids, pairs)
+        return ids
+
+    def _emitted_many(self, ids: list[str], pairs: list[tuple[str, Any]]) -> None:
         hooks = self._hooks
         if hooks.emitted:
             now = time.time()
             for event_id, (name, payload) in zip(ids, pairs, strict=True):
                 hooks.event_emitted(emitted_event(event_id, name, payload, now))
+
+    async def emit_many_async(self, events: Iterable[tuple[str, Any]]) -> list[str]:
+        """:meth:`emit_many` for async code: ``await`` it; it never blocks the event loop."""
+        storage = self._storage
+        if storage is None:
+            storage = await _on_a_thread(self._prepare)
+        pairs = [(validate_name(name), payload) for name, payload in events]
+        if self._synchronous:
+            texts = [payload_text(name, payload) for name, payload in pairs]
+            ids = [new_id() for _ in pairs]
+            for event_id, (name, payload), text in zip(ids, pairs, texts, strict=True):
+                await dispatch_inline_async(self.consumers, event_id, name, payload, text,
+                                            debug=self._debug)
+        else:
+            ids, messages = new_messages(pairs)
+            push_many = self._features.push_many_async
+            if push_many is not None:
+                await push_many(messages)
+            else:
+                await _on_a_thread(storage.push_many, messages)
+        self._emitted_many(ids, pairs)
         return ids
 
     # -- lifecycle ---------------------------------------------------------
@@ -348,8 +406,10 @@ class Rocketman:
                 _watch_interrupts()
             if settings.worker_count > 0 and not self._synchronous:
                 hosting = Hosting(storage, features, self.consumers, settings, self._lock)
-                worker = WorkerLoop(storage, features, self.consumers, settings, self._hooks,
-                                    hosting, self._idle, debug=self._debug)
+                worker = WorkerLoop(
+                    storage, features, self.consumers, settings, self._hooks, hosting, self._idle,
+                    debug=self._debug,
+                    new_loop=executor.new_event_loop if isinstance(executor, EventLoops) else None)
                 self._hosting, self._worker = hosting, worker
                 # Register the subscriptions before the first emit returns,
                 # so that a monolith's own events reach its own consumers.
@@ -436,8 +496,7 @@ class Rocketman:
             idle.waiting += 1
             try:
                 while True:
-                    stats = storage.stats()
-                    if stats["queued"] + stats["reserved"] + stats["delayed"] == 0:
+                    if not _pending(storage.stats()):
                         return True
                     wait = 0.05
                     if deadline is not None:
@@ -454,6 +513,30 @@ class Rocketman:
             # shutdown does not drain again for shutdown_timeout.
             self._interrupted = True
             raise
+
+    async def drain_async(self, timeout: float | None = None) -> bool:
+        """:meth:`drain` for async code: ``await`` it; the loop goes on meanwhile.
+
+        A storage in this process's memory is asked on the loop; another
+        (Redis) on a thread, so that the loop never waits for a server.
+        """
+        storage = self._storage
+        if storage is None or self._synchronous:
+            return True
+        import asyncio
+
+        in_memory = self._features.backlog_bytes is not None
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            stats = storage.stats() if in_memory else await _on_a_thread(storage.stats)
+            if not _pending(stats):
+                return True
+            wait = 0.01 if in_memory else 0.05
+            if deadline is not None:
+                wait = min(wait, deadline - time.monotonic())
+                if wait <= 0:
+                    return False
+            await asyncio.sleep(wait)
 
     def shutdown(self, timeout: float | None = None) -> bool:
         """Stop the relays, drain the queue for up to ``timeout``, stop the workers.
@@ -494,6 +577,10 @@ class Rocketman:
                 stopped = self._executor.stop(timeout=max(0.1, deadline - time.monotonic()))
                 if not stopped:
                     logger.warning("some rocketman workers did not stop within %.1fs", timeout)
+            if self._worker is not None:
+                # The async consumers in flight get what is left of the
+                # timeout; then they are cancelled, and their events given back.
+                self._worker.stop_async(max(0.0, deadline - time.monotonic()))
             if hosting is not None:
                 hosting.stop()
             closed = False
@@ -604,6 +691,18 @@ class Rocketman:
             settings is not None and not isinstance(settings.storage, str)
             and not (isinstance(settings.storage, Durable) and settings.storage.durable is True)
         )
+
+
+def _pending(stats: Mapping[str, int]) -> int:
+    """How many events a storage's stats say are still to handle: queued, reserved or delayed."""
+    return stats["queued"] + stats["reserved"] + stats["delayed"]
+
+
+async def _on_a_thread(function: Callable[..., R], *args: Any) -> R:
+    """Run a blocking call on a thread, so that the event loop goes on meanwhile."""
+    import asyncio
+
+    return await asyncio.get_running_loop().run_in_executor(None, function, *args)
 
 
 def _describe(spec: Any) -> str:

@@ -40,6 +40,8 @@ for _name in ("subscribe", "keep_alive", "leave", "unsubscribe", "subscriptions"
     ("release", 5, r"release=5: it must be a method"),
     ("interrupt", "now", r"interrupt='now': it must be a method"),
     ("ack_and_reserve", 1, r"ack_and_reserve=1: it must be a method"),
+    ("push_async", lambda self, name, message: None,
+     r"push_async=.*: it must be an async def method \(or both push_async and push_many_async"),
 ])
 def test_a_malformed_optional_member_fails_at_configure_naming_it(member: str, value: Any, message: str) -> None:
     odd = type("Odd", (MemoryStorage,), {member: value})()
@@ -50,7 +52,7 @@ def test_a_malformed_optional_member_fails_at_configure_naming_it(member: str, v
 
 def test_a_storage_with_no_optional_member_runs_events_and_shuts_down() -> None:
     storage = Plain()
-    assert storage_features(storage) == (False, None, None, None, None, None)  # type: ignore[arg-type]
+    assert storage_features(storage) == (False, None, None, None, None, None, None, None)  # type: ignore[arg-type]
     app = Rocketman()
     app.configure(storage=storage, worker_count=2, latency=0.1)
     seen: list[Any] = []

@@ -1,0 +1,410 @@
+"""Async consumers: one event loop thread per process, fed by the workers.
+
+The workers stay what they are: threads that block on the storage, reserve
+a batch and dispatch it. A delivery whose consumer is an ``async def`` is
+handed to the :class:`AsyncRunner` instead of being called: the worker
+takes a place (at most ``async_concurrency`` in flight), leaves the
+coroutine to the loop and goes on with its batch. The loop thread runs every
+coroutine as a task, all of them awaiting together; a settler thread records
+their outcomes (ack, retry, dead letter) in batches, so that no storage call
+ever runs on the loop. While a coroutine awaits, its delivery counts as held:
+the heartbeat renews its lease.
+
+Why one loop per process rather than one per worker thread: the in-flight
+bound is then one number for the process, whatever the worker count; a
+worker never waits on its own loop while others idle; blocking the loop is
+watched in one place. The workers, which may block on the storage, never run
+on the loop (dramatiq's AsyncIO middleware takes the same shape).
+
+The loop comes from the executor when it makes loops (``new_event_loop()``,
+see :class:`~rocketman_core.EventLoops`), else from asyncio. The runner owns
+its lifecycle: shutdown waits for the coroutines in flight, then cancels
+them and gives their deliveries back (a cancelled consumer is not a failure).
+
+Nothing here imports asyncio until the first async consumer's event.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import sys
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
+
+from ._contracts import Delivery
+from ._envelope import Event
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from ._consumers import ConsumerSpec
+
+__all__ = ["GIVEN_BACK", "AsyncRunner", "Job", "run_inline"]
+
+logger = logging.getLogger("rocketman")
+
+#: How long the loop may be busy in one stretch before the consumer running
+#: then is said to block it (asyncio's debug mode uses the same 0.1 s).
+BLOCKING = 0.1
+_TICK = 0.02  # how often the loop says it is alive
+
+
+class _GivenBack:
+    """The outcome of a job cancelled by shutdown: its delivery goes back, unhandled."""
+
+    def __repr__(self) -> str:
+        return "GIVEN_BACK"
+
+
+GIVEN_BACK: Any = _GivenBack()
+
+
+class Job:
+    """One async consumer's delivery, from the worker that submitted it until its outcome is recorded.
+
+    ``outcome`` is None for success, the exception it raised, or
+    :data:`GIVEN_BACK`; ``abandoned`` when a stop that cannot wait gave its
+    delivery back already (its outcome is then ignored).
+    """
+
+    __slots__ = ("abandoned", "cancelled", "delivery", "done", "duration", "event", "outcome",
+                 "spec", "task")
+
+    def __init__(self, delivery: Delivery, event: Event, spec: ConsumerSpec) -> None:
+        self.delivery = delivery
+        self.event = event
+        self.spec = spec
+        self.task: asyncio.Task[None] | None = None
+        self.outcome: Any = None
+        self.duration = 0.0
+        self.cancelled = False
+        self.abandoned = False
+        self.done = False
+
+
+def _code_of(function: Callable[..., Any]) -> Any:
+    """The code object an async consumer's frames run, to find it on the loop's stack."""
+    function = getattr(function, "func", function)  # a functools.partial
+    code = getattr(function, "__code__", None)
+    if code is None:
+        code = getattr(type(function).__dict__.get("__call__"), "__code__", None)
+    return code
+
+
+class AsyncRunner:
+    """Runs async consumers on one loop thread; their outcomes go to ``settle`` on a settler thread.
+
+    :param new_loop: makes the event loop (the executor's, or asyncio's).
+    :param concurrency: the most jobs in flight, submitted and not settled.
+    :param settle: records the outcomes of finished jobs (called on the
+        settler thread, in batches, never on the loop).
+    """
+
+    def __init__(self, new_loop: Callable[[], asyncio.AbstractEventLoop], concurrency: int,
+                 settle: Callable[[Sequence[Job]], None]) -> None:
+        self._new_loop = new_loop
+        self._settle = settle
+        self._slots = threading.BoundedSemaphore(concurrency)
+        self._lock = threading.Lock()
+        self._settled = threading.Condition(self._lock)
+        self._jobs: set[Job] = set()  # submitted and not settled
+        self._pending: deque[Job] = deque()  # submitted, not started on the loop
+        self._finished: deque[Job] = deque()  # done on the loop, not settled
+        self._start_scheduled = False
+        self._wake_scheduled = False
+        self._wake = threading.Event()
+        self._closing = False
+        self._ended = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread: threading.Thread | None = None
+        self._settler: threading.Thread | None = None
+        self._codes: dict[Any, str] = {}  # consumer code -> consumer name, for the loop's stack
+        self._specs: set[ConsumerSpec] = set()
+        self._warned: set[str] = set()
+        self._alive_at = 0.0
+
+    # -- the workers' side ---------------------------------------------------
+
+    def submit(self, delivery: Delivery, event: Event, spec: ConsumerSpec,
+               stopping: threading.Event | None = None) -> bool:
+        """Hand a delivery to the loop; False (nothing taken) when the runner is stopping.
+
+        Waits for a free place when ``async_concurrency`` jobs are in flight.
+        """
+        slots = self._slots
+        if not slots.acquire(blocking=False):
+            while not slots.acquire(timeout=0.05):
+                if self._closing or (stopping is not None and stopping.is_set()):
+                    return False
+        if self._closing:
+            slots.release()
+            return False
+        loop = self._loop or self._start()
+        if spec not in self._specs:
+            self._specs.add(spec)
+            self._codes[_code_of(spec.function)] = spec.name
+        job = Job(delivery, event, spec)
+        with self._lock:
+            self._jobs.add(job)
+        self._pending.append(job)
+        if not self._start_scheduled:
+            self._start_scheduled = True
+            try:
+                loop.call_soon_threadsafe(self._start_pending)
+            except RuntimeError:  # the loop closed under a stop that could not wait
+                self._start_scheduled = False
+        return True
+
+    def deliveries(self) -> list[Delivery]:
+        """The deliveries of every job in flight (their leases are renewed with the workers')."""
+        with self._lock:
+            return [job.delivery for job in self._jobs if not job.abandoned]
+
+    @property
+    def in_flight(self) -> int:
+        """How many jobs are submitted and not settled."""
+        return len(self._jobs)
+
+    # -- the loop's side -----------------------------------------------------
+
+    def _start(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None:
+                loop = self._new_loop()
+                self._alive_at = time.monotonic()
+                self._loop_thread = threading.Thread(
+                    target=self._run_loop, args=(loop,), name="rocketman-loop", daemon=True)
+                self._settler = threading.Thread(
+                    target=self._run_settler, name="rocketman-settler", daemon=True)
+                self._loop = loop
+                self._loop_thread.start()
+                self._settler.start()
+            return self._loop
+
+    def _run_loop(self, loop: asyncio.AbstractEventLoop) -> None:
+        import asyncio
+
+        asyncio.set_event_loop(loop)
+        loop.call_soon(self._alive)
+        try:
+            loop.run_forever()
+        finally:
+            try:
+                loop.run_until_complete(loop.shutdown_asyncgens())
+            except Exception:
+                logger.debug("closing the async consumers' generators failed", exc_info=True)
+            loop.close()
+
+    def _alive(self) -> None:
+        self._alive_at = time.monotonic()
+        loop = self._loop
+        if loop is not None and not self._ended:
+            loop.call_later(_TICK, self._alive)
+
+    def _start_pending(self) -> None:
+        self._start_scheduled = False
+        pending, loop = self._pending, self._loop
+        assert loop is not None
+        while pending:
+            job = pending.popleft()
+            if job.cancelled:
+                self._finish(job, GIVEN_BACK)
+                continue
+            job.task = loop.create_task(self._run(job), name=job.spec.name)
+
+    async def _run(self, job: Job) -> None:
+        import asyncio
+
+        started = time.perf_counter()
+        try:
+            await job.spec.invoke(job.event.payload, job.event)
+        except asyncio.CancelledError as error:
+            # Cancelled by shutdown: given back, not a failure. Cancelled
+            # from within (a library cancelling the task): the consumer's
+            # failure, retried as any other.
+            outcome: Any = GIVEN_BACK if job.cancelled else error
+        except BaseException as error:  # anything a consumer raises is its failure
+            outcome = error
+        else:
+            outcome = None
+        job.duration = time.perf_counter() - started
+        self._finish(job, outcome)
+
+    def _finish(self, job: Job, outcome: Any) -> None:
+        if job.done:
+            return
+        job.done = True
+        job.outcome = outcome
+        self._finished.append(job)
+        if not self._wake_scheduled:
+            # One wake-up of the settler for everything finished in this
+            # turn of the loop.
+            self._wake_scheduled = True
+            assert self._loop is not None
+            self._loop.call_soon(self._wake_settler)
+
+    def _wake_settler(self) -> None:
+        self._wake_scheduled = False
+        self._wake.set()
+
+    # -- the settler's side --------------------------------------------------
+
+    def _run_settler(self) -> None:
+        wake, finished = self._wake, self._finished
+        while True:
+            wake.wait(_TICK * 2)
+            wake.clear()
+            batch: list[Job] = []
+            while finished:
+                batch.append(finished.popleft())
+            if batch:
+                kept = [job for job in batch if not job.abandoned]
+                try:
+                    if kept:
+                        self._settle(kept)
+                except Exception:
+                    logger.exception("recording the outcomes of %d async consumers failed", len(kept))
+                with self._lock:
+                    self._jobs.difference_update(batch)
+                    self._settled.notify_all()
+                for _ in batch:
+                    self._slots.release()
+            elif self._ended:
+                return
+            self._watch_loop()
+
+    def _watch_loop(self) -> None:
+        """Warn, once per consumer, of one that keeps the loop busy past :data:`BLOCKING` seconds."""
+        stalled = time.monotonic() - self._alive_at
+        thread = self._loop_thread
+        if stalled < BLOCKING + _TICK or thread is None or not self._jobs or self._ended:
+            return
+        frame = sys._current_frames().get(thread.ident or 0)
+        codes = self._codes
+        while frame is not None:
+            name = codes.get(frame.f_code)
+            if name is not None:
+                if name not in self._warned:
+                    self._warned.add(name)
+                    logger.warning(
+                        "async consumer %s has blocked the event loop for %.2fs: a blocking call "
+                        "in async code (time.sleep, a sync client, long CPU work) makes every other "
+                        "async consumer wait. Await an async form, move the call into `await "
+                        "asyncio.to_thread(...)`, or make the consumer a plain def (it then runs on "
+                        "a worker thread). Said once per consumer.", name, stalled)
+                return
+            frame = frame.f_back
+
+    # -- stopping --------------------------------------------------------------
+
+    def stop(self, timeout: float) -> int:
+        """Wait up to ``timeout`` for the jobs in flight; cancel the rest (given back); end the threads.
+
+        Returns how many jobs were cancelled.
+        """
+        self._closing = True
+        loop = self._loop
+        if loop is None:
+            self._ended = True
+            return 0
+        deadline = time.monotonic() + timeout
+        with self._lock:
+            while self._jobs and (left := deadline - time.monotonic()) > 0:
+                self._settled.wait(min(left, 0.05))
+            cancelled = [job for job in self._jobs if not job.abandoned]
+        if cancelled:
+            self._cancel(loop, cancelled)
+            # A cancelled coroutine ends at its next await; one that ignores
+            # cancellation is left behind after a second more.
+            end = time.monotonic() + 1.0
+            with self._lock:
+                while self._jobs and (left := end - time.monotonic()) > 0:
+                    self._settled.wait(min(left, 0.05))
+                stuck = len(self._jobs)
+            logger.warning(
+                "shutdown cancelled %d async consumer%s still running after %.1fs; their events "
+                "were given back, not failed%s", len(cancelled), "" if len(cancelled) == 1 else "s",
+                timeout, f" ({stuck} ignored the cancellation)" if stuck else "")
+        self._end(loop)
+        return len(cancelled)
+
+    def abandon(self) -> list[Delivery]:
+        """A stop that cannot wait: cancel every job, and return their deliveries to give back now."""
+        self._closing = True
+        with self._lock:
+            jobs = [job for job in self._jobs if not job.abandoned]
+            for job in jobs:
+                job.abandoned = True
+        if self._loop is not None and jobs:
+            self._cancel(self._loop, jobs)
+        return [job.delivery for job in jobs]
+
+    def _cancel(self, loop: asyncio.AbstractEventLoop, jobs: Sequence[Job]) -> None:
+        finish = self._finish
+
+        def given_back(job: Job, _: object) -> None:
+            finish(job, GIVEN_BACK)
+
+        def cancel() -> None:
+            for job in jobs:
+                job.cancelled = True
+                task = job.task
+                if task is not None and not job.done:
+                    task.cancel()
+                    # A task cancelled before its first step never runs
+                    # _run: its job is finished here.
+                    task.add_done_callback(functools.partial(given_back, job))
+
+        with contextlib.suppress(RuntimeError):  # closed already
+            loop.call_soon_threadsafe(cancel)
+
+    def _end(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._ended = True
+        self._wake.set()
+        if self._settler is not None:
+            self._settler.join(5.0)
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(loop.stop)
+        if self._loop_thread is not None:
+            self._loop_thread.join(5.0)
+
+
+# -- the inline executor --------------------------------------------------------
+
+_inline = threading.local()
+
+
+def check_no_running_loop(spec: ConsumerSpec) -> None:
+    """Raise when a sync ``emit`` must run ``spec`` inline in a thread whose event loop runs."""
+    import asyncio
+
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise RuntimeError(
+        f"emit() was called inside a running event loop, and the inline executor cannot run the "
+        f"async consumer {spec.name} to completion there without blocking that loop: use "
+        "`await rocketman.emit_async(...)` in async code (or emit_many_async)")
+
+
+def run_inline(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    """Run a coroutine to completion in this thread, on a loop the thread keeps for the next ones.
+
+    The same loop every time, so that what a consumer keeps between events
+    (a client, a pool) stays on the loop it was made on.
+    """
+    import asyncio
+
+    loop = getattr(_inline, "loop", None)
+    if loop is None or loop.is_closed():
+        import atexit
+
+        loop = _inline.loop = asyncio.new_event_loop()
+        atexit.register(loop.close)
+    return loop.run_until_complete(coroutine)
