@@ -302,16 +302,18 @@ class AsyncRunner:
 
     # -- stopping --------------------------------------------------------------
 
-    def stop(self, timeout: float) -> int:
+    def stop(self, timeout: float) -> tuple[int, int]:
         """Wait up to ``timeout`` for the jobs in flight; cancel the rest (given back); end the threads.
 
-        Returns how many jobs were cancelled.
+        Returns how many jobs were cancelled, and how many of those ignored
+        the cancellation for a second (left behind).
         """
         self._closing = True
         loop = self._loop
+        stuck = 0
         if loop is None:
             self._ended = True
-            return 0
+            return 0, 0
         deadline = time.monotonic() + timeout
         with self._lock:
             while self._jobs and (left := deadline - time.monotonic()) > 0:
@@ -326,12 +328,8 @@ class AsyncRunner:
                 while self._jobs and (left := end - time.monotonic()) > 0:
                     self._settled.wait(min(left, 0.05))
                 stuck = len(self._jobs)
-            logger.warning(
-                "shutdown cancelled %d async consumer%s still running after %.1fs; their events "
-                "were given back, not failed%s", len(cancelled), "" if len(cancelled) == 1 else "s",
-                timeout, f" ({stuck} ignored the cancellation)" if stuck else "")
         self._end(loop)
-        return len(cancelled)
+        return len(cancelled), stuck
 
     def abandon(self) -> list[Delivery]:
         """A stop that cannot wait: cancel every job, and return their deliveries to give back now."""

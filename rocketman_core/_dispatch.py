@@ -179,14 +179,24 @@ class WorkerLoop:
             self._give_back(held, "event")
         return len(held)
 
-    def stop_async(self, timeout: float) -> int:
+    def stop_async(self, timeout: float, waited: float) -> int:
         """Wait up to ``timeout`` for the async consumers in flight, cancel the rest; return how many were.
 
         The cancelled ones' deliveries are given back (a durable storage
         keeps them for the next worker; a memory one counts them as left).
+        ``waited``: how long the shutdown gave them in all, for the log line.
         """
         runner = self.runner
-        return runner.stop(timeout) if runner is not None else 0
+        if runner is None:
+            return 0
+        cancelled, stuck = runner.stop(timeout)
+        if cancelled:
+            logger.warning(
+                "shutdown cancelled %s still running after %.1fs; their events were given back, "
+                "not failed%s (raise shutdown_timeout to give them more time)",
+                plural(cancelled, "async consumer"), waited,
+                f"; {stuck} ignored the cancellation and were left running" if stuck else "")
+        return cancelled
 
     def _runner(self) -> AsyncRunner:
         with self._runner_lock:

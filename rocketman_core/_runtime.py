@@ -580,7 +580,7 @@ class Rocketman:
             if self._worker is not None:
                 # The async consumers in flight get what is left of the
                 # timeout; then they are cancelled, and their events given back.
-                self._worker.stop_async(max(0.0, deadline - time.monotonic()))
+                self._worker.stop_async(max(0.0, deadline - time.monotonic()), timeout)
             if hosting is not None:
                 hosting.stop()
             closed = False

@@ -22,6 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from .._backends import EventLoops
 from .._contracts import Executor
 from ._deadlines import wait_until
 
@@ -257,3 +258,68 @@ class ExecutorContract:
         assert done.stdout.strip() == "started", done.stdout + done.stderr
         took = time.monotonic() - began
         assert took < self.exit_within, f"the program took {took:.1f}s to exit"
+
+    def test_new_event_loop_makes_a_fresh_loop_that_runs_coroutines_fed_from_another_thread(
+            self, executor: Executor) -> None:
+        """Optional ``new_event_loop()``: a new loop each call, not running, that the core can run.
+
+        The core runs it on a thread of its own and feeds it with
+        ``call_soon_threadsafe`` from the workers.
+        """
+        import asyncio
+
+        if not isinstance(executor, EventLoops):
+            pytest.skip("the executor has no new_event_loop(): the core makes asyncio loops")
+        loop, other = executor.new_event_loop(), executor.new_event_loop()
+        try:
+            assert loop is not other, "new_event_loop() returned the same loop twice"
+            assert not loop.is_running() and not loop.is_closed()
+            thread = threading.Thread(target=loop.run_forever, daemon=True)
+            thread.start()
+            results: list[int] = []
+
+            async def work(n: int) -> None:
+                await asyncio.sleep(0.01)
+                results.append(n)
+
+            def start(n: int) -> None:
+                loop.create_task(work(n))
+
+            for n in range(3):
+                loop.call_soon_threadsafe(start, n)
+            wait_until(lambda: len(results) == 3, self.settle_timeout,
+                       f"the loop ran {len(results)} of 3 coroutines fed from another thread")
+            loop.call_soon_threadsafe(loop.stop)
+            thread.join(self.settle_timeout)
+        finally:
+            loop.close()
+            other.close()
+
+    def test_a_runtime_on_this_executor_runs_async_consumers(self, executor: Executor) -> None:
+        """Any executor serves ``async def`` consumers: on its loop when it makes one, else asyncio's."""
+        import asyncio
+
+        from .._runtime import Rocketman
+
+        app = Rocketman()
+        app.configure(storage="memory", executor=executor, latency=0.1)
+        loops: list[type] = []
+
+        @app.on_event("kit.async", name="kit.async")
+        async def consumer(payload: int) -> None:
+            await asyncio.sleep(0.01)
+            loops.append(type(asyncio.get_running_loop()))
+
+        try:
+            app.emit_many([("kit.async", n) for n in range(5)])
+            assert app.drain(timeout=self.settle_timeout)
+            wait_until(lambda: len(loops) == 5, self.settle_timeout,
+                       f"{len(loops)} of 5 async consumers ran")
+        finally:
+            app.shutdown(timeout=self.settle_timeout)
+        if isinstance(executor, EventLoops) and not executor.synchronous:
+            made = executor.new_event_loop()
+            made.close()
+            assert loops[0] is type(made), (
+                f"async consumers ran on a {loops[0].__name__}, not on the executor's "
+                f"{type(made).__name__}")

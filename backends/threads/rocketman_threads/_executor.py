@@ -6,6 +6,10 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import asyncio
 
 __all__ = ["ThreadExecutor"]
 
@@ -20,12 +24,25 @@ class ThreadExecutor:
     forever. The core drains and stops them from an ``atexit`` handler.
 
     :param name: the prefix of the threads' names, as shown by debuggers.
+    :param loop: the event loop async consumers run on: ``"asyncio"`` (the
+        default) or ``"uvloop"`` (installed apart: ``pip install uvloop``).
     """
 
     synchronous = False
+    LOOPS = ("asyncio", "uvloop")
 
-    def __init__(self, name: str = "rocketman-worker", url: str | None = None) -> None:
+    def __init__(self, name: str = "rocketman-worker", url: str | None = None,
+                 loop: str = "asyncio") -> None:
+        if loop not in self.LOOPS:
+            raise ValueError(f"loop={loop!r}: the threads executor runs async consumers on "
+                             f"{' or '.join(map(repr, self.LOOPS))}")
+        if loop == "uvloop":
+            try:
+                import uvloop  # noqa: F401 - checked here, at configure, not at the first event
+            except ImportError:
+                raise ValueError("loop='uvloop' needs uvloop: pip install uvloop") from None
         self.name = name
+        self.loop = loop
         self._threads: list[threading.Thread] = []
         self._stopping = threading.Event()
 
@@ -79,6 +96,17 @@ class ThreadExecutor:
         if not alive:
             self._threads = []
         return not alive
+
+    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+        """A new loop of the kind chosen by ``loop``, for the core's thread of async consumers."""
+        if self.loop == "uvloop":
+            import uvloop
+
+            new: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+            return new
+        import asyncio
+
+        return asyncio.new_event_loop()
 
     def __repr__(self) -> str:
         return f"ThreadExecutor(running={sum(t.is_alive() for t in self._threads)})"
