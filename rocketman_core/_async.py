@@ -109,10 +109,13 @@ class AsyncRunner:
                  settle: Callable[[Sequence[Job]], None]) -> None:
         self._new_loop = new_loop
         self._settle = settle
-        self._slots = threading.BoundedSemaphore(concurrency)
+        self._limit = concurrency
         self._lock = threading.Lock()
+        # Rung when jobs are settled: for workers waiting for room, and for stop().
         self._settled = threading.Condition(self._lock)
         self._jobs: set[Job] = set()  # submitted and not settled
+        self._running = 0  # submitted and not finished: what the bound counts
+        self._finished_this_turn = 0
         self._pending: deque[Job] = deque()  # submitted, not started on the loop
         self._finished: deque[Job] = deque()  # done on the loop, not settled
         self._start_scheduled = False
@@ -130,35 +133,39 @@ class AsyncRunner:
 
     # -- the workers' side ---------------------------------------------------
 
-    def submit(self, delivery: Delivery, event: Event, spec: ConsumerSpec,
-               stopping: threading.Event | None = None) -> bool:
-        """Hand a delivery to the loop; False (nothing taken) when the runner is stopping.
+    def submit(self, jobs: Sequence[Job], stopping: threading.Event | None = None) -> Sequence[Job]:
+        """Hand jobs to the loop, as room comes; return those not taken because the runner is stopping.
 
-        Waits for a free place when ``async_concurrency`` jobs are in flight.
+        At most ``async_concurrency`` jobs are in flight: a worker waits here
+        for room, and hands over what fits as soon as it fits.
         """
-        slots = self._slots
-        if not slots.acquire(blocking=False):
-            while not slots.acquire(timeout=0.05):
-                if self._closing or (stopping is not None and stopping.is_set()):
-                    return False
-        if self._closing:
-            slots.release()
-            return False
         loop = self._loop or self._start()
-        if spec not in self._specs:
-            self._specs.add(spec)
-            self._codes[_code_of(spec.function)] = spec.name
-        job = Job(delivery, event, spec)
-        with self._lock:
-            self._jobs.add(job)
-        self._pending.append(job)
-        if not self._start_scheduled:
-            self._start_scheduled = True
-            try:
-                loop.call_soon_threadsafe(self._start_pending)
-            except RuntimeError:  # the loop closed under a stop that could not wait
-                self._start_scheduled = False
-        return True
+        for job in jobs:
+            spec = job.spec
+            if spec not in self._specs:
+                self._specs.add(spec)
+                self._codes[_code_of(spec.function)] = spec.name
+        taken, limit, settled = 0, self._limit, self._settled
+        with settled:
+            while taken < len(jobs):
+                room = limit - self._running
+                if self._closing or (stopping is not None and stopping.is_set()):
+                    return jobs[taken:]
+                if room <= 0:
+                    settled.wait(0.05)
+                    continue
+                batch = jobs[taken:taken + room]
+                taken += len(batch)
+                self._running += len(batch)
+                self._jobs.update(batch)
+                self._pending.extend(batch)
+                if not self._start_scheduled:
+                    self._start_scheduled = True
+                    try:
+                        loop.call_soon_threadsafe(self._start_pending)
+                    except RuntimeError:  # the loop closed under a stop that could not wait
+                        self._start_scheduled = False
+        return ()
 
     def deliveries(self) -> list[Delivery]:
         """The deliveries of every job in flight (their leases are renewed with the workers')."""
@@ -218,12 +225,10 @@ class AsyncRunner:
             job.task = loop.create_task(self._run(job), name=job.spec.name)
 
     async def _run(self, job: Job) -> None:
-        import asyncio
-
         started = time.perf_counter()
         try:
             await job.spec.invoke(job.event.payload, job.event)
-        except asyncio.CancelledError as error:
+        except _cancelled() as error:
             # Cancelled by shutdown: given back, not a failure. Cancelled
             # from within (a library cancelling the task): the consumer's
             # failure, retried as any other.
@@ -241,6 +246,7 @@ class AsyncRunner:
         job.done = True
         job.outcome = outcome
         self._finished.append(job)
+        self._finished_this_turn += 1
         if not self._wake_scheduled:
             # One wake-up of the settler for everything finished in this
             # turn of the loop.
@@ -249,7 +255,14 @@ class AsyncRunner:
             self._loop.call_soon(self._wake_settler)
 
     def _wake_settler(self) -> None:
+        # Room for more as soon as they finish, before their outcomes are
+        # recorded: the bound is on what runs, and a worker need not wait
+        # for the settler's round trip.
         self._wake_scheduled = False
+        finished, self._finished_this_turn = self._finished_this_turn, 0
+        with self._settled:
+            self._running -= finished
+            self._settled.notify_all()
         self._wake.set()
 
     # -- the settler's side --------------------------------------------------
@@ -269,11 +282,9 @@ class AsyncRunner:
                         self._settle(kept)
                 except Exception:
                     logger.exception("recording the outcomes of %d async consumers failed", len(kept))
-                with self._lock:
+                with self._settled:
                     self._jobs.difference_update(batch)
                     self._settled.notify_all()
-                for _ in batch:
-                    self._slots.release()
             elif self._ended:
                 return
             self._watch_loop()
@@ -370,6 +381,12 @@ class AsyncRunner:
             loop.call_soon_threadsafe(loop.stop)
         if self._loop_thread is not None:
             self._loop_thread.join(5.0)
+
+
+def _cancelled() -> type[BaseException]:
+    import asyncio
+
+    return asyncio.CancelledError
 
 
 # -- the inline executor --------------------------------------------------------

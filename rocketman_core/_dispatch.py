@@ -18,6 +18,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ._async import GIVEN_BACK, Job
 from ._backends import StorageFeatures
 from ._config import Settings
 from ._consumers import Consumers, ConsumerSpec
@@ -37,7 +38,7 @@ from ._urls import mask_url
 if TYPE_CHECKING:
     import asyncio
 
-    from ._async import AsyncRunner, Job
+    from ._async import AsyncRunner
     from ._hosting import Hosting
 
 __all__ = ["Idle", "Outage", "WorkerLoop", "dispatch_inline", "dispatch_inline_async", "one_line"]
@@ -273,6 +274,8 @@ class WorkerLoop:
         """
         release = self.features.release
         done: list[Delivery] = []
+        # The async consumers' deliveries, handed to the loop together after the batch.
+        jobs: list[Job] = []
         index = 0
         finished = False
         try:
@@ -284,16 +287,20 @@ class WorkerLoop:
                     index = len(deliveries)
                     break
                 try:
-                    if self.handle(delivery, stopping):
+                    if self.handle(delivery, stopping, jobs):
                         done.append(delivery)
                 except Exception as error:
                     self._not_recorded(delivery, error)
             else:
                 index = len(deliveries)
+            if jobs:
+                rejected = (self.runner or self._runner()).submit(jobs, stopping)
+                jobs = []
+                self._give_back([job.delivery for job in rejected])  # stopping: not started
             finished = True
         except BaseException:
             if release is not None:
-                self._give_back(deliveries[index:])
+                self._give_back([job.delivery for job in jobs] + list(deliveries[index:]))
             raise
         finally:
             if not (defer_ack and finished):
@@ -323,12 +330,14 @@ class WorkerLoop:
             logger.warning("could not give back %s (their lease will): %s",
                            plural(len(deliveries), noun), mask_url(str(error)))
 
-    def handle(self, delivery: Delivery, stopping: threading.Event | None = None) -> bool:
+    def handle(self, delivery: Delivery, stopping: threading.Event | None = None,
+               jobs: list[Job] | None = None) -> bool:
         """Dispatch one delivery to its subscription's consumer.
 
         Returns True when it is to be acknowledged (the consumer succeeded),
         False when the storage already took it back (a retry, a dead letter)
-        or it went to the loop of async consumers, which settles it.
+        or it goes to the loop of async consumers, which settles it: added
+        to ``jobs`` for the caller to submit, or submitted now.
         """
         storage, hooks = self.storage, self.hooks
         message = delivery.message
@@ -356,7 +365,10 @@ class WorkerLoop:
         if self.debug:
             logger.debug("dispatching %s (id %s) to %s", event.name, event.id, spec.name)
         if spec.is_async:
-            if not (self.runner or self._runner()).submit(delivery, event, spec, stopping):
+            job = Job(delivery, event, spec)
+            if jobs is not None:
+                jobs.append(job)
+            elif (self.runner or self._runner()).submit([job], stopping):
                 self._give_back([delivery])  # stopping: it was not started
             return False
         timed = hooks.handled
@@ -376,8 +388,6 @@ class WorkerLoop:
 
         Runs on the runner's settler thread, never on the loop.
         """
-        from ._async import GIVEN_BACK
-
         hooks = self.hooks
         done: list[Delivery] = []
         back: list[Delivery] = []

@@ -299,10 +299,12 @@ class ExecutorContract:
         """Any executor serves ``async def`` consumers: on its loop when it makes one, else asyncio's."""
         import asyncio
 
+        from .._config import Settings
         from .._runtime import Rocketman
 
         app = Rocketman()
-        app.configure(storage="memory", executor=executor, latency=0.1)
+        # The default storage: the one that comes with the core.
+        app.configure(storage=Settings().storage, executor=executor, latency=0.1)
         loops: list[type] = []
 
         @app.on_event("kit.async", name="kit.async")
