@@ -113,6 +113,8 @@ def _parser() -> argparse.ArgumentParser:
     worker.add_argument("--relay", action="append", default=[], metavar="RELAY",
                         help="start a relay (name or URL); repeatable")
     worker.add_argument("--max-retries", type=_non_negative_int, help="retries before dead-lettering")
+    worker.add_argument("--async-concurrency", type=_non_negative_int, metavar="N",
+                        help="async consumers in flight at once (ROCKETMAN_ASYNC_CONCURRENCY, default 100)")
 
     command("demo", "show events flowing through memory storage and worker threads", _demo, storage=False)
 
@@ -191,7 +193,8 @@ def _shared_storage(app: Rocketman) -> None:
 def _worker(args: argparse.Namespace) -> int:
     flags: dict[str, Any] = {}
     for flag, key in (("workers", "worker_count"), ("latency", "latency"),
-                      ("executor", "executor"), ("max_retries", "max_retries")):
+                      ("executor", "executor"), ("max_retries", "max_retries"),
+                      ("async_concurrency", "async_concurrency")):
         if getattr(args, flag) is not None:
             flags[key] = getattr(args, flag)
     if flags.get("worker_count") == 0:

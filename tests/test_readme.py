@@ -50,6 +50,16 @@ def test_the_example_and_its_dead_letters_snippet_run(tmp_path: Path) -> None:
     assert "user.signed_up" in done.stdout, "the Audit consumer of user.* ran too"
 
 
+def test_the_async_example_runs_its_coroutines_and_sync_consumers(tmp_path: Path) -> None:
+    [example] = _blocks(_section("Async code"), "python")
+    done = _run(example, tmp_path)
+    assert done.returncode == 0, done.stderr
+    *receipts, ledger = done.stdout.splitlines()
+    assert sorted(receipts) == [f"receipt for order {n}" for n in range(3)], done.stdout
+    assert ledger == "ledger [0, 1, 2]", done.stdout
+    assert "never awaited" not in done.stderr, done.stderr
+
+
 def test_the_testing_example_passes_under_pytest(tmp_path: Path) -> None:
     myapp, test = _blocks(_section("Testing your consumers"), "python")
     (tmp_path / "myapp.py").write_text(myapp)
