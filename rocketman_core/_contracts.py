@@ -216,6 +216,12 @@ class Storage(Protocol):
       workers need not wait out their ``timeout``.
     * ``backlog_bytes() -> int``: for a storage in this process's memory, the
       bytes queued or delayed; relays are refused past ``relay_backlog_bytes``.
+    * ``async push_async(name, message)`` and ``async push_many_async(events)``
+      (:class:`~rocketman_core.AsyncPush`): what ``emit_async`` awaits, with
+      the semantics of :meth:`push` and :meth:`push_many`, never blocking the
+      event loop. Both or neither; without them ``emit_async`` runs
+      :meth:`push` on a thread. Consuming needs nothing async: reserve, ack
+      and retries run on threads, never on the loop.
 
     Required: ``contract_version`` and every method below. ``renew`` is
     required too: a storage without leases does nothing there.
@@ -406,6 +412,17 @@ class Executor(Protocol):
 
     The core owns the loop (``worker`` below); the executor decides where it
     runs (threads, greenlets, ...) and how to start and stop it.
+
+    **Async consumers.** Workers are plain callables, whatever the
+    executor: the core runs ``async def`` consumers on one event loop thread
+    per process, fed by the workers, and owns that loop's life (the bound on
+    coroutines in flight, lease renewal while they await, cancellation and
+    give-back at shutdown). An executor may choose the loop with the optional
+    ``new_event_loop()`` (:class:`~rocketman_core.EventLoops`); otherwise the
+    core makes an asyncio loop. A ``synchronous`` executor's events run in
+    the emitting thread: an async consumer is awaited by ``emit_async``, and
+    run to completion by ``emit`` unless a loop runs in that thread (then
+    ``emit`` raises ``RuntimeError``, pointing to ``emit_async``).
     """
 
     #: True for an executor that runs nothing in the background: the core then
