@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import os
 import sys
 import threading
 import time
@@ -392,6 +393,17 @@ def _cancelled() -> type[BaseException]:
 # -- the inline executor --------------------------------------------------------
 
 _inline = threading.local()
+
+
+def _forget_inline_loop() -> None:
+    # A forked child must not run the parent's loop: its selector and
+    # self-pipe are the parent's too.
+    global _inline
+    _inline = threading.local()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_inline_loop)
 
 
 def check_no_running_loop(spec: ConsumerSpec) -> None:

@@ -37,6 +37,19 @@ def job(payload):
         out.write(f"{payload}\\n")
 '''
 
+ASYNC_CONSUMERS = '''
+import asyncio, os
+import rocketman_core as rocketman
+
+@rocketman.on_event("job", name="ops.job")
+async def job(payload):
+    seconds = float(os.environ.get("OPS_HANDLE_SECONDS") or 0)
+    if seconds:
+        await asyncio.sleep(seconds)
+    with open(os.environ["OPS_OUT"], "a") as out:
+        out.write(f"{payload}\\n")
+'''
+
 
 def _env(**extra: str) -> dict[str, str]:
     env = {key: value for key, value in os.environ.items() if not key.startswith("ROCKETMAN_")}
@@ -78,6 +91,7 @@ class Worker:
 @pytest.fixture
 def workers(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     (tmp_path / "ops_consumers.py").write_text(CONSUMERS)
+    (tmp_path / "ops_async.py").write_text(ASYNC_CONSUMERS)
     started: list[Worker] = []
 
     def start(*args: str, **env: str) -> Worker:
@@ -165,11 +179,16 @@ def test_a_burst_of_signals_stops_the_worker_and_it_exits_0(
     assert code == 0, worker.log()[-3000:]
 
 
+@pytest.mark.parametrize("module", ["ops_consumers", "ops_async"])
 def test_a_second_signal_stops_at_once_and_gives_back_what_it_holds(
-    workers: Callable[..., Worker], redis_url: str,
+    workers: Callable[..., Worker], redis_url: str, module: str,
 ) -> None:
-    """A long consumer holds events; SIGTERM waits for it, a second one stops now and gives them back."""
-    worker = workers("ops_consumers", "--storage", redis_url, "--workers", "1", "--latency", "0.2",
+    """A long consumer holds events; SIGTERM waits for it, a second one stops now and gives them back.
+
+    With async consumers, the five are awaiting together on the loop when
+    the signals come.
+    """
+    worker = workers(module, "--storage", redis_url, "--workers", "1", "--latency", "0.2",
                      OPS_HANDLE_SECONDS="30")
     worker.wait_for_log("rocketman worker started")
     app = Rocketman()
