@@ -115,8 +115,8 @@ class AsyncRunner:
         # Rung when jobs are settled: for workers waiting for room, and for stop().
         self._settled = threading.Condition(self._lock)
         self._jobs: set[Job] = set()  # submitted and not settled
-        self._running = 0  # submitted and not finished: what the bound counts
-        self._finished_this_turn = 0
+        self._running = 0  # started on the loop and not finished: what the bound counts (loop only)
+        self._waiting_for_room = 0  # workers waiting in submit()
         self._pending: deque[Job] = deque()  # submitted, not started on the loop
         self._finished: deque[Job] = deque()  # done on the loop, not settled
         self._start_scheduled = False
@@ -135,10 +135,12 @@ class AsyncRunner:
     # -- the workers' side ---------------------------------------------------
 
     def submit(self, jobs: Sequence[Job], stopping: threading.Event | None = None) -> Sequence[Job]:
-        """Hand jobs to the loop, as room comes; return those not taken because the runner is stopping.
+        """Hand jobs to the loop; return those not taken because the runner is stopping.
 
-        At most ``async_concurrency`` jobs are in flight: a worker waits here
-        for room, and hands over what fits as soon as it fits.
+        At most ``async_concurrency`` jobs run at once: the loop starts the
+        next one itself as one finishes, with no thread to wake. As many
+        more may wait to start; past that a worker waits here for room (so
+        what the workers reserve stays bounded too).
         """
         loop = self._loop or self._start()
         for job in jobs:
@@ -149,15 +151,16 @@ class AsyncRunner:
         taken, limit, settled = 0, self._limit, self._settled
         with settled:
             while taken < len(jobs):
-                room = limit - self._running
+                room = limit - len(self._pending)
                 if self._closing or (stopping is not None and stopping.is_set()):
                     return jobs[taken:]
                 if room <= 0:
+                    self._waiting_for_room += 1
                     settled.wait(0.05)
+                    self._waiting_for_room -= 1
                     continue
                 batch = jobs[taken:taken + room]
                 taken += len(batch)
-                self._running += len(batch)
                 self._jobs.update(batch)
                 self._pending.extend(batch)
                 if not self._start_scheduled:
@@ -216,13 +219,18 @@ class AsyncRunner:
 
     def _start_pending(self) -> None:
         self._start_scheduled = False
-        pending, loop = self._pending, self._loop
+        self._start_more()
+
+    def _start_more(self) -> None:
+        """Start waiting jobs while fewer than ``async_concurrency`` run (on the loop)."""
+        pending, loop, limit = self._pending, self._loop, self._limit
         assert loop is not None
-        while pending:
+        while pending and self._running < limit:
             job = pending.popleft()
             if job.cancelled:
-                self._finish(job, GIVEN_BACK)
+                self._finish(job, GIVEN_BACK, ran=False)
                 continue
+            self._running += 1
             job.task = loop.create_task(self._run(job), name=job.spec.name)
 
     async def _run(self, job: Job) -> None:
@@ -241,13 +249,16 @@ class AsyncRunner:
         job.duration = time.perf_counter() - started
         self._finish(job, outcome)
 
-    def _finish(self, job: Job, outcome: Any) -> None:
+    def _finish(self, job: Job, outcome: Any, *, ran: bool = True) -> None:
         if job.done:
             return
         job.done = True
         job.outcome = outcome
         self._finished.append(job)
-        self._finished_this_turn += 1
+        if ran:
+            self._running -= 1
+            if self._pending:
+                self._start_more()
         if not self._wake_scheduled:
             # One wake-up of the settler for everything finished in this
             # turn of the loop.
@@ -256,14 +267,10 @@ class AsyncRunner:
             self._loop.call_soon(self._wake_settler)
 
     def _wake_settler(self) -> None:
-        # Room for more as soon as they finish, before their outcomes are
-        # recorded: the bound is on what runs, and a worker need not wait
-        # for the settler's round trip.
         self._wake_scheduled = False
-        finished, self._finished_this_turn = self._finished_this_turn, 0
-        with self._settled:
-            self._running -= finished
-            self._settled.notify_all()
+        if self._waiting_for_room and len(self._pending) < self._limit:
+            with self._settled:
+                self._settled.notify_all()
         self._wake.set()
 
     # -- the settler's side --------------------------------------------------
