@@ -23,10 +23,13 @@ pattern ``kit.*``; the routing tests (:mod:`._routing_contract`) use several.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import pytest
 
@@ -107,6 +110,20 @@ class StorageContract(RoutingContract, StorageKit):
         time.sleep(self.block_settle)
         assert reserving.returned_at is None, "reserve returned before anything was queued"
 
+    @staticmethod
+    def _optional_async(storage: Storage, member: str) -> Any:
+        """The storage's optional ``async def`` ``member``, or skip: the member is absent.
+
+        The core awaits it in the caller's event loop, so a plain function
+        that returns no awaitable is a broken storage, not an absent member.
+        """
+        found = getattr(storage, member, None)
+        if found is None:
+            pytest.skip(f"the storage has no {member}(): the optional member is absent")
+        assert inspect.iscoroutinefunction(found), (
+            f"{member} must be an `async def` method: the core awaits it in the event loop")
+        return found
+
     def _one_dead_letter(self, storage: Storage, message: bytes, reason: str) -> None:
         storage.push(EVENT, b"to be replaced")
         [delivery] = self._reserve_exactly(storage, 1)
@@ -184,6 +201,43 @@ class StorageContract(RoutingContract, StorageKit):
         kit.push(EVENT, b"after")
         expected = [b"before", *(f"many {n}".encode() for n in range(50)), b"\xff\x00", b"after"]
         self._assert_stats(kit, queued=len(expected))
+        received = [d.message for d in self._reserve_exactly(kit, len(expected), 10)]
+        assert received == expected
+
+    # -- pushing from a coroutine (optional) -----------------------------
+
+    def test_push_async_stores_events_as_push_does(self, kit: Storage) -> None:
+        """``await push_async`` (optional) queues the exact bytes in push order, from any event loop."""
+        push_async = self._optional_async(kit, "push_async")
+
+        async def push(*messages: bytes) -> None:
+            for message in messages:
+                assert await push_async(EVENT, message) is None
+
+        kit.push(EVENT, b"before")
+        asyncio.run(push(*AWKWARD_MESSAGES))
+        asyncio.run(push(b"from a second event loop"))  # an application may run several, in turn
+        kit.push(EVENT, b"after")
+        expected = [b"before", *AWKWARD_MESSAGES, b"from a second event loop", b"after"]
+        self._assert_stats(kit, queued=len(expected))
+        received = [d.message for d in self._reserve_exactly(kit, len(expected), 10)]
+        assert received == expected
+
+    def test_push_many_async_queues_in_order(self, kit: Storage) -> None:
+        """``await push_many_async`` (optional) queues every event in order; an empty list queues nothing."""
+        push_many_async = self._optional_async(kit, "push_many_async")
+        events = [(EVENT, f"many {n}".encode()) for n in range(50)] + [(EVENT, b"\xff\x00")]
+
+        async def push() -> None:
+            await push_many_async([])
+            await push_many_async(events)
+            await push_many_async([("unsubscribed.event", b"nobody's")])
+
+        kit.push(EVENT, b"before")
+        asyncio.run(push())
+        kit.push(EVENT, b"after")
+        expected = [b"before", *(message for _, message in events), b"after"]
+        self._assert_stats(kit, queued=len(expected), **self._unrouted(kit, 1))
         received = [d.message for d in self._reserve_exactly(kit, len(expected), 10)]
         assert received == expected
 

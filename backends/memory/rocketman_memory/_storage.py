@@ -326,6 +326,28 @@ class MemoryStorage:
                 self._backlog += len(message) * len(targets)
             self._wake(woken)
 
+    async def push_async(self, name: str, message: bytes) -> None:
+        """:meth:`push` for a coroutine: at once when unbounded (it never waits then).
+
+        With ``maxsize``, a push may wait for room for up to
+        ``full_timeout``: it waits in a thread, and the event loop goes on.
+        """
+        if not self.maxsize:
+            self.push(name, message)
+            return
+        import asyncio
+
+        await asyncio.to_thread(self.push, name, message)
+
+    async def push_many_async(self, events: Sequence[tuple[str, bytes]]) -> None:
+        """:meth:`push_many` for a coroutine, like :meth:`push_async`."""
+        if not self.maxsize:
+            self.push_many(events)
+            return
+        import asyncio
+
+        await asyncio.to_thread(self.push_many, events)
+
     def _wake(self, subscriptions: set[_Subscription]) -> None:
         for subscription in subscriptions:
             self._notify(subscription.name, len(subscription.queue))

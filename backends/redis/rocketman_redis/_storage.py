@@ -3,12 +3,13 @@
 How a message moves (keys of :class:`~rocketman_redis.KeyLayout`):
 
 * ``push``: one plain ``LPUSH`` onto the inbox ``{ns}:queue``, with the
-  event's name beside the bytes. A router (a thread of each process that
-  hosts subscriptions) moves what arrives there into the queue of every
-  subscription the event matches, or into the parked log, and leaves
-  wake-up tokens for blocked workers, in batches, with one script call (see
-  :mod:`._routing_scripts`: an event reaches the subscriptions that existed
-  when it was pushed, however late it is routed).
+  event's name beside the bytes (``push_async``: the same on redis.asyncio,
+  a client per event loop, see :mod:`._async_push`). A router (a thread of
+  each process that hosts subscriptions) moves what arrives there into the
+  queue of every subscription the event matches, or into the parked log, and
+  leaves wake-up tokens for blocked workers, in batches, with one script call
+  (see :mod:`._routing_scripts`: an event reaches the subscriptions that
+  existed when it was pushed, however late it is routed).
 * ``reserve``: the TAKE script leases what is ready in the hosted
   subscriptions' queues, in one round trip; when nothing is, the worker
   blocks in ``BLPOP`` on their wake-up lists (no polling) and runs TAKE
@@ -34,7 +35,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.exceptions import AuthenticationError, RedisError
@@ -51,6 +52,9 @@ from ._options import connect
 from ._routing import STALE, Table
 from ._subscriptions import Subscriptions
 from ._wire import MAX_BATCH, Script, Wire
+
+if TYPE_CHECKING:
+    from ._async_push import AsyncPushes
 
 __all__ = ["RedisStorage"]
 
@@ -190,8 +194,9 @@ class RedisStorage(Subscriptions, DeadLetters):
     :param park_max_age: seconds a parked event is kept (default 7 days; 0:
         no age limit).
 
-    ``push`` on an unreachable Redis raises :class:`StorageUnavailable` after
-    at most about ``2 * (connect_timeout + socket_timeout)``, never hangs.
+    ``push`` (and ``push_async``) on an unreachable Redis raises
+    :class:`StorageUnavailable` after at most about
+    ``2 * (connect_timeout + socket_timeout)``, never hangs.
     """
 
     #: The version of rocketman's Storage contract this storage implements.
@@ -255,6 +260,7 @@ class RedisStorage(Subscriptions, DeadLetters):
         self._inbox_routed_at = float("-inf")
         self._router: threading.Thread | None = None
         self._router_client: int | None = None
+        self._async: AsyncPushes | None = None  # made at the first push_async
         self._closed = False
         _instances.add(self)
 
@@ -273,6 +279,8 @@ class RedisStorage(Subscriptions, DeadLetters):
         self._local = _ReserveHint()
         # Lease tokens of its own: the parent goes on counting from the same tag.
         self._tag = os.urandom(8).hex()
+        if self._async is not None:
+            self._async.forget_in_child()
 
     # -- the table of subscriptions --------------------------------------
 
@@ -346,11 +354,57 @@ class RedisStorage(Subscriptions, DeadLetters):
 
     def _route_backlog(self) -> None:
         """The inbox grew long (no router keeps up, or none runs): route some of it from here."""
+        if self._backlog_turn():
+            self._route(limit=5 * MAX_BATCH)
+
+    def _backlog_turn(self) -> bool:
+        """Whether this producer routes the long inbox now: at most once per ``_INBOX_ROUTE_EVERY``."""
         now = time.monotonic()
         if now - self._inbox_routed_at < _INBOX_ROUTE_EVERY:
-            return
+            return False
         self._inbox_routed_at = now
-        self._route(limit=5 * MAX_BATCH)
+        return True
+
+    # -- pushing from a coroutine ------------------------------------------
+
+    def _async_pushes(self) -> AsyncPushes:
+        """The clients of push_async, made at its first call (redis.asyncio is imported only then)."""
+        from ._async_push import AsyncPushes
+
+        with self._lock:
+            if self._async is None:
+                self._async = AsyncPushes(self._client.connection_pool, self.keys.queue)
+            return self._async
+
+    async def push_async(self, name: str, message: bytes) -> None:
+        """:meth:`push` for a coroutine: the same LPUSH, on redis.asyncio; the event loop never blocks."""
+        frame = self._frames.get(name) or self._frame(name)
+        try:
+            length = await (self._async or self._async_pushes()).lpush((frame + message,))
+        except RedisError as error:
+            raise self._error("store an event", error) from error
+        if length >= _INBOX_ROUTE_AT:
+            await self._route_backlog_async()
+
+    async def push_many_async(self, events: Sequence[tuple[str, bytes]]) -> None:
+        """:meth:`push_many` for a coroutine: the events in order, one round trip, the loop never blocked."""
+        if not events:
+            return
+        frame = self._frame
+        elements = [(self._frames.get(name) or frame(name)) + message for name, message in events]
+        try:
+            lengths = await (self._async or self._async_pushes()).lpush_many(elements)
+        except RedisError as error:
+            raise self._error(f"store {len(events)} events", error) from error
+        if max(lengths) >= _INBOX_ROUTE_AT:
+            await self._route_backlog_async()
+
+    async def _route_backlog_async(self) -> None:
+        """:meth:`_route_backlog` for a coroutine: the script runs in a thread, the loop goes on."""
+        if self._backlog_turn():
+            import asyncio
+
+            await asyncio.to_thread(self._route, 5 * MAX_BATCH)
 
     def _count_evictions(self, evicted: int) -> None:
         with self._lock:
@@ -676,12 +730,18 @@ class RedisStorage(Subscriptions, DeadLetters):
                         map(int, totals), strict=True))
 
     def close(self) -> None:
-        """Wake blocked reserves and close the connections (a client given is left open). Idempotent."""
+        """Wake blocked reserves and close the connections (a client given is left open). Idempotent.
+
+        The connections of ``push_async`` close in their event loops, soon
+        (see :meth:`AsyncPushes.close <._async_push.AsyncPushes.close>`).
+        """
         if self._closed:
             return
         self._closed = True
         self.interrupt()
         self._stop_router()
+        if self._async is not None:
+            self._async.close()
         if not self._wire.close() and self._owns_client:
             self._client.close()
 

@@ -1,0 +1,178 @@
+"""The Redis storage's push from a coroutine: LPUSH on redis.asyncio, a client per event loop.
+
+A redis.asyncio connection belongs to the event loop that opened it, and an
+application may push from several loops over its life (pytest-asyncio makes
+one per test) and from several threads at once, each running its own. So each
+loop gets a client of its own at its first push, built from the sync client's
+connection settings (host or socket, db, credentials, TLS, timeouts), and
+closed in that loop by an async generator parked there at the first push.
+The loop closes that generator when it shuts its async generators down, as
+``asyncio.run``, ``asyncio.Runner`` and pytest-asyncio do before closing it,
+or as soon as the storage drops it (the loop's finalizer of async generators,
+PEP 525, schedules its ``aclose()`` in the loop; a closed loop does nothing).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import inspect
+import sys
+import threading
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from redis import connection as sync_connection
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+from ._wire import MAX_BATCH
+
+__all__ = ["AsyncPushes"]
+
+# redis.asyncio's pool refuses the 101st connection by default (it does not
+# wait for one): allow as many as tasks push at once. Redis's own maxclients
+# (10,000 by default) bounds them anyway.
+_MAX_CONNECTIONS = 10_000
+
+# Keys of a sync pool's connection_kwargs that hold objects of the sync
+# client (its retry policy, parser, events, maintenance notifications), not
+# settings: an async connection makes its own.
+_SYNC_OBJECTS = frozenset({
+    "retry", "parser_class", "redis_connect_func", "event_dispatcher", "himport_registry",
+    "maint_notifications_config", "maint_notifications_pool_handler", "maintenance_state",
+    "maintenance_notification_hash", "orig_host_address", "orig_socket_timeout",
+    "orig_socket_connect_timeout", "oss_cluster_maint_notifications_handler", "parser",
+})
+
+# What a forked child inherited, kept there untouched for its whole life:
+# closing or collecting it would act on the parent's loop (its self-pipe, the
+# epoll instance the two processes share), and warn about open sockets.
+_inherited: list[Any] = []
+
+
+async def _close_with_loop(pool: Any) -> AsyncIterator[None]:
+    """Parked in a loop at its first push; the loop's shutdown of async generators closes the pool."""
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            await pool.disconnect()
+
+
+def _async_settings(module: Any, pool: Any) -> tuple[Any, dict[str, Any]]:
+    """The redis.asyncio connection class and keyword arguments matching a sync pool's."""
+    sync_class = pool.connection_class
+    if issubclass(sync_class, sync_connection.UnixDomainSocketConnection):
+        connection_class = module.UnixDomainSocketConnection
+    elif issubclass(sync_class, sync_connection.SSLConnection):
+        connection_class = module.SSLConnection
+    else:
+        connection_class = module.Connection
+    accepted: set[str] = set()
+    for cls in connection_class.__mro__:
+        init = vars(cls).get("__init__")
+        if init is not None and cls is not object:
+            accepted.update(inspect.signature(init).parameters)
+    kwargs = {name: value for name, value in pool.connection_kwargs.items()
+              if name in accepted and name not in _SYNC_OBJECTS}
+    return connection_class, kwargs
+
+
+class AsyncPushes:
+    """LPUSHes onto one key from coroutines of any event loop, each loop on a client of its own.
+
+    Thread-safe. A command that fails on a dead connection is sent once more
+    on a fresh one, as the sync wire does (see :class:`~._wire.Wire`): a
+    frozen or unreachable server fails a push after at most about
+    ``2 * (connect_timeout + socket_timeout)``.
+
+    :param pool: the sync client's connection pool, whose settings the async
+        connections copy.
+    :param key: the list the pushes go to.
+    """
+
+    def __init__(self, pool: Any, key: str) -> None:
+        self._pool = pool
+        self._key = key
+        self._settings: tuple[Any, dict[str, Any]] | None = None
+        # Read without the lock (one dict lookup per push); changed under it.
+        self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
+        self._closers: dict[asyncio.AbstractEventLoop, AsyncIterator[None]] = {}
+        self._lock = threading.Lock()
+
+    async def lpush(self, elements: Sequence[bytes]) -> int:
+        """LPUSH ``elements`` (at most MAX_BATCH) in one command; return the list's length."""
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = await self._open(loop)
+        try:
+            return int(await client.execute_command("LPUSH", self._key, *elements))
+        except (RedisConnectionError, RedisTimeoutError):
+            return int(await client.execute_command("LPUSH", self._key, *elements))
+
+    async def lpush_many(self, elements: Sequence[bytes]) -> list[int]:
+        """LPUSH ``elements`` in order, MAX_BATCH per command, pipelined in one round trip."""
+        if len(elements) <= MAX_BATCH:
+            return [await self.lpush(elements)]
+        loop = asyncio.get_running_loop()
+        client = self._clients.get(loop)
+        if client is None:
+            client = await self._open(loop)
+        try:
+            return await self._pipelined(client, elements)
+        except (RedisConnectionError, RedisTimeoutError):
+            return await self._pipelined(client, elements)
+
+    async def _pipelined(self, client: Any, elements: Sequence[bytes]) -> list[int]:
+        pipe = client.pipeline(transaction=False)
+        for start in range(0, len(elements), MAX_BATCH):
+            pipe.execute_command("LPUSH", self._key, *elements[start:start + MAX_BATCH])
+        return [int(length) for length in await pipe.execute()]
+
+    async def _open(self, loop: asyncio.AbstractEventLoop) -> Any:
+        """This loop's client, made at its first push (and its closer parked in the loop)."""
+        module = sys.modules.get("redis.asyncio")
+        if module is None:  # some 50 ms of imports: not on the loop
+            module = await asyncio.to_thread(importlib.import_module, "redis.asyncio")
+        with self._lock:
+            client = self._clients.get(loop)
+            if client is not None:
+                return client
+            # Forget the clients of closed loops: their pools closed with them
+            # (or, a loop closed without shutting down, can no longer be closed).
+            live = [known for known in self._clients if not known.is_closed()]
+            self._clients = {known: self._clients[known] for known in live}
+            self._closers = {known: self._closers[known] for known in live if known in self._closers}
+            if self._settings is None:
+                self._settings = _async_settings(module, self._pool)
+            connection_class, kwargs = self._settings
+            pool = module.ConnectionPool(connection_class=connection_class,
+                                         max_connections=_MAX_CONNECTIONS, **kwargs)
+            client = module.Redis(connection_pool=pool)
+            closer = None
+            # Only a loop that finalizes async generators closes it (every asyncio loop does).
+            if sys.get_asyncgen_hooks().finalizer is not None:
+                closer = self._closers[loop] = _close_with_loop(pool)
+            self._clients[loop] = client
+        if closer is not None:
+            await closer.__anext__()  # runs to its yield at once: no other task comes between
+        return client
+
+    def close(self) -> None:
+        """Forget every loop's client: each open loop disconnects its pool soon, in the loop.
+
+        Dropping a closer is what does it (see the module's docstring). Never
+        blocks and never raises; the clients of closed loops are just dropped,
+        and a loop that does not run again disconnects when it shuts down.
+        """
+        with self._lock:
+            self._clients, self._closers = {}, {}
+
+    def forget_in_child(self) -> None:
+        """In a forked child: never touch the parent's clients again; each loop gets a new one."""
+        _inherited.append((self._clients, self._closers))
+        self._clients, self._closers = {}, {}
+        self._lock = threading.Lock()
