@@ -31,7 +31,8 @@ demo: install-core
 check: install-all
 	$(BIN)/ruff check .
 	$(BIN)/mypy --strict rocketman_core backends/memory/rocketman_memory backends/threads/rocketman_threads \
-		backends/redis/rocketman_redis relays/redis/rocketman_relay_redis examples/rocketman-nats/rocketman_nats
+		backends/redis/rocketman_redis relays/redis/rocketman_relay_redis examples/rocketman-nats/rocketman_nats \
+		examples/fastapi-app/app.py
 
 test: check
 	$(BIN)/pytest $(PYTEST_ARGS)
