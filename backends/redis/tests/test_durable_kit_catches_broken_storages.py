@@ -110,7 +110,7 @@ def test_the_kit_fails_a_broken_storage_on_its_promise_only(
                         test_broken=KIT_MODULE.format(url=rocketman_redis_server.url, broken=broken))
     # The kit's child process imports broken_storages with this process's sys.path.
     pytester.syspathinsert()
-    reprec = pytester.inline_run("-p", "no:cacheprovider")
+    reprec = pytester.inline_run("-p", "no:cacheprovider", "-p", "no:asyncio")
     passed, skipped, failed = reprec.listoutcomes()
     failed_tests = {report.nodeid.rpartition("::")[2] for report in failed}
     assert failed_tests == {promise}, (
