@@ -230,7 +230,6 @@ def test_a_consumer_blocking_the_loop_is_named_in_one_warning(
 
 
 def test_the_executor_chooses_the_loop(app: Rocketman) -> None:
-    pytest.importorskip("uvloop", reason="the threads executor's loop='uvloop' needs uvloop")
     app.configure(storage="memory", latency=0.1, executor_options={"loop": "uvloop"})
     loops: list[str] = []
 
