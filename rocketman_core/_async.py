@@ -187,6 +187,12 @@ class AsyncRunner:
         with self._lock:
             if self._loop is None:
                 loop = self._new_loop()
+                if loop.is_closed() or loop.is_running():
+                    state = "closed" if loop.is_closed() else "running"
+                    raise RuntimeError(
+                        f"the executor's new_event_loop() returned a {state} loop ({loop!r}): "
+                        "async consumers need a new loop, not running, for rocketman's loop "
+                        "thread; fix the executor")
                 self._alive_at = time.monotonic()
                 self._loop_thread = threading.Thread(
                     target=self._run_loop, args=(loop,), name="rocketman-loop", daemon=True)

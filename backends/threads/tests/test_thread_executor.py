@@ -68,3 +68,80 @@ def test_the_plugin_registers_the_thread_executor_through_register_executors() -
     register_executors(lambda name, factory, **kwargs: registered.__setitem__(name, factory))
     assert list(registered) == ["threads"]
     assert isinstance(registered["threads"](name="pool"), ThreadExecutor)
+
+
+class TestThreadExecutorOnUvloop(ExecutorContract):
+    """The same promises with ``loop="uvloop"``: async consumers run on uvloop's loop."""
+
+    @pytest.fixture
+    def executor(self) -> Executor:
+        return ThreadExecutor(loop="uvloop")
+
+    def executor_source(self, executor: Executor) -> str:
+        return "from rocketman_threads import ThreadExecutor\nexecutor = ThreadExecutor(loop='uvloop')"
+
+
+pytest_plugins = ["pytester"]
+
+BROKEN_LOOPS = '''
+import asyncio
+
+import pytest
+from rocketman_threads import ThreadExecutor
+
+from rocketman_core.testing import ExecutorContract
+
+
+class OneLoop(ThreadExecutor):
+    """Hands out the same loop every time: two runtimes would share it."""
+
+    _loop = None
+
+    def new_event_loop(self):
+        if OneLoop._loop is None:
+            OneLoop._loop = asyncio.new_event_loop()
+        return OneLoop._loop
+
+
+class ClosedLoop(ThreadExecutor):
+    """Hands out a loop it closed already."""
+
+    def new_event_loop(self):
+        loop = asyncio.new_event_loop()
+        loop.close()
+        return loop
+
+
+class TestOneLoop(ExecutorContract):
+    settle_timeout = 2.0
+
+    @pytest.fixture
+    def executor(self):
+        return OneLoop()
+
+
+class TestClosedLoop(ExecutorContract):
+    settle_timeout = 2.0
+
+    @pytest.fixture
+    def executor(self):
+        return ClosedLoop()
+'''
+
+
+def test_the_kit_fails_an_executor_whose_new_event_loop_is_broken(pytester: pytest.Pytester) -> None:
+    """A loop handed out twice, or closed already: the kit's two async tests fail, and only they.
+
+    The one loop is closed by the first test, so the runtime's test meets a
+    closed loop too.
+    """
+    pytester.makepyfile(test_broken_loops=BROKEN_LOOPS)
+    reprec = pytester.inline_run("-p", "no:cacheprovider", "-p", "no:asyncio",
+                                 "-k", "new_event_loop or async_consumers")
+    failed = sorted(report.nodeid.split("::", 1)[1] for report in reprec.getfailures())
+    assert failed == [
+        "TestClosedLoop::test_a_runtime_on_this_executor_runs_async_consumers",
+        "TestClosedLoop::test_new_event_loop_makes_a_fresh_loop_that_runs_coroutines_fed_from_another_thread",
+        "TestOneLoop::test_a_runtime_on_this_executor_runs_async_consumers",
+        "TestOneLoop::test_new_event_loop_makes_a_fresh_loop_that_runs_coroutines_fed_from_another_thread",
+    ], failed
