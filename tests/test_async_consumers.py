@@ -468,3 +468,27 @@ def test_inline_runs_async_consumers_before_emit_returns_and_refuses_a_running_l
     with pytest.raises(KeyError):
         asyncio.run(app.emit_async("boom"))
     app.shutdown()
+
+
+def test_an_async_consumer_emits_the_next_event_with_emit_async_on_redis(
+        rocketman_redis_server: RedisServer) -> None:
+    """A chain: the follow-up is emitted from rocketman's own loop, on that loop's Redis client."""
+    app = _redis(rocketman_redis_server, f"async-{uuid.uuid4().hex[:8]}")
+    shipped: list[Any] = []
+
+    @app.on_event("order.paid", name="shop.ship")
+    async def ship(payload: Any) -> None:
+        await app.emit_async("order.shipped", {"id": payload["id"]})
+
+    @app.on_event("order.shipped", name="shop.notify")
+    async def notify(payload: Any) -> None:
+        shipped.append(payload["id"])
+
+    try:
+        app.emit_many([("order.paid", {"id": n}) for n in range(50)])
+        wait_until(lambda: len(shipped) == 50, 20, lambda: f"{len(shipped)} of 50 shipped")
+        assert sorted(shipped) == list(range(50))
+        assert app.drain(timeout=10)
+        assert app.dead_letters() == []
+    finally:
+        app.shutdown()
