@@ -21,7 +21,7 @@ from ._report import Row, markdown_table, text_table, update_readme, update_read
 
 __all__ = ["main"]
 
-SECTIONS = ("memory", "inline", "redis", "startup", "rss", "scaling", "scale")
+SECTIONS = ("memory", "inline", "redis", "async", "startup", "rss", "scaling", "scale")
 RESULTS = REPO / "bench" / "results"
 README = REPO / "bench" / "README.md"
 PEERS = ("rocketman-core", "rocketman-memory", "rocketman-threads", "rocketman-redis", "pluggy",
@@ -115,6 +115,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         if outcome is not None:
             redis_rows, series["redis_workers"] = outcome
             rows += redis_rows
+    if "async" in chosen:
+        from ._async import async_section
+
+        rows += run("async", lambda: async_section(config)) or []
     if "startup" in chosen:
         from ._startup import startup_section
 
@@ -165,6 +169,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not config.quick and args.json is None and not args.no_readme and update_readme_block(
                 README, "scale", f"Run of {_title(meta)}.\n\n{scale_text}"):
             print(f"scaling tables written into {_shown(README)}")
+    async_rows = [row for row in rows if row.section == "async"]
+    # Whatever --json says: `--only async --json bench/results/async.json` keeps latest.json a full run's.
+    if async_rows and not config.quick and not args.no_readme and update_readme_block(
+            README, "async", f"{_summary(meta, async_rows)}\n\n{markdown_table(async_rows)}"):
+        print(f"async table written into {_shown(README)}")
     complete = chosen == set(SECTIONS) and not config.quick and args.json is None
     if complete and not args.no_readme and update_readme(README, markdown_table(rows), _summary(meta, rows)):
         print(f"table written into {_shown(README)}")

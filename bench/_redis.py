@@ -394,10 +394,11 @@ class _Bench:
                 raise TimeoutError(f"{', '.join(sorted(waiting))}: did not {doing} in {timeout:.0f}s")
             time.sleep(0.02)
 
-    def _register(self, commands: Mapping[str, list[str]], total: int, names: Sequence[str]) -> None:
+    def _register(self, commands: Mapping[str, list[str]], total: int, names: Sequence[str],
+                  env: Mapping[str, str] | None = None) -> None:
         """Start the worker processes once, until the storage lists their subscriptions, then stop them."""
         keys = {label: f"{RESULT_KEY}:register:{label}" for label in commands}
-        with self._processes(commands, total, keys) as processes:
+        with self._processes(commands, total, keys, env) as processes:
             self._wait(processes, lambda: set() if set(names) <= self._subscription_names() else set(commands),
                        "register its subscription", 60)
 
@@ -414,7 +415,7 @@ class _Bench:
         """
         self.client.flushdb()
         if register:
-            self._register(commands, total, register)
+            self._register(commands, total, register, env)
         fill()
         keys = {label: f"{RESULT_KEY}:{label}" for label in commands}
         results: dict[str, Any] = {}
@@ -435,8 +436,8 @@ class _Bench:
         return {label: (float(r["first"]), float(r["last"])) for label, r in results.items()}
 
     def _drain_rate(self, argv: list[str], total: int, fill: Callable[[], None],
-                    register: Sequence[str] = ()) -> float:
-        ((first, last),) = self._drain({"worker": argv}, total, fill, register).values()
+                    register: Sequence[str] = (), env: Mapping[str, str] | None = None) -> float:
+        ((first, last),) = self._drain({"worker": argv}, total, fill, register, env=env).values()
         return total / (last - first)
 
     def _fill(self, total: int, copies: int) -> None:
@@ -564,8 +565,12 @@ class _Bench:
                 "--without-gossip", "--without-mingle", "--without-heartbeat", "--loglevel", "WARNING"]
         return self._drain_rate(argv, total, fill)
 
-    def taskiq_rate(self, total: int) -> float:
-        """taskiq + taskiq-redis ListQueueBroker: ``kiq`` fills, 1 worker process of 5 async tasks drains."""
+    def taskiq_rate(self, total: int, max_async_tasks: int = 5) -> float:
+        """taskiq + taskiq-redis ListQueueBroker: ``kiq`` fills, 1 worker process drains.
+
+        ``max_async_tasks``: its bound on tasks in flight (5 beside rocketman's
+        5 worker threads; the async section gives it rocketman's async bound).
+        """
         import asyncio
 
         os.environ["BENCH_REDIS_URL"] = self.url
@@ -584,7 +589,7 @@ class _Bench:
             self._check_queued("taskiq", self.client.llen(_taskiq_app.QUEUE), total)
 
         argv = [script("taskiq"), "worker", "bench._taskiq_app:broker", "--workers", "1",
-                "--max-async-tasks", "5", "--no-configure-logging"]
+                "--max-async-tasks", str(max_async_tasks), "--no-configure-logging"]
         return self._drain_rate(argv, total, fill)
 
     def arq_rate(self, total: int) -> float:

@@ -19,30 +19,52 @@ __all__ = ["LatencyTally", "Tally", "from_environment", "latency_from_environmen
 
 
 class Tally:
-    """Call once per handled event; thread-safe under the GIL (``itertools.count``)."""
+    """Call once per handled event; thread-safe under the GIL (``itertools.count``).
 
-    def __init__(self, total: int, redis_url: str, result_key: str) -> None:
+    The window runs from the first call to the ``total``-th. A handler that
+    takes time (one that sleeps) calls :meth:`begin` as it starts and the
+    tally as it ends: the window then runs from the first start to the last
+    end. With no ``redis_url`` (in the benchmark's own process) nothing is
+    written: read ``first`` and ``last`` once ``complete`` is set.
+    """
+
+    def __init__(self, total: int, redis_url: str | None = None, result_key: str | None = None) -> None:
         self.total = total
         self.redis_url = redis_url
         self.result_key = result_key
         self.first = 0.0
+        self.last = 0.0
         self.server_cpu = bool(os.environ.get("BENCH_SERVER_CPU"))
         self.server_cpu_first: float | None = None
         self.complete = threading.Event()
         self._tick = itertools.count(1).__next__
+        self._began = itertools.count(1).__next__
+        self._begun = False
+
+    def begin(self) -> None:
+        """Call as a handler starts (before the tally, which it calls as it ends)."""
+        if self._began() == 1:
+            self._begun = True
+            self._open()
 
     def __call__(self) -> None:
         count = self._tick()
-        if count == 1:
-            self.first = time.time()
-            self.server_cpu_first = self._server_cpu()
+        if count == 1 and not self._begun:
+            self._open()
         if count == self.total:
-            import redis
+            self.last = time.time()
+            if self.redis_url is not None and self.result_key is not None:
+                import redis
 
-            result = {"first": self.first, "last": time.time(), "pid": os.getpid(),
-                      "server_cpu_first": self.server_cpu_first, "server_cpu_last": self._server_cpu()}
-            redis.Redis.from_url(self.redis_url).set(self.result_key, json.dumps(result))
+                result = {"first": self.first, "last": self.last, "pid": os.getpid(),
+                          "server_cpu_first": self.server_cpu_first, "server_cpu_last": self._server_cpu()}
+                redis.Redis.from_url(self.redis_url).set(self.result_key, json.dumps(result))
             self.complete.set()
+
+    def _open(self) -> None:
+        """The window opens: note the time (and the server's CPU)."""
+        self.first = time.time()
+        self.server_cpu_first = self._server_cpu()
 
     def _server_cpu(self) -> float | None:
         """Seconds of CPU redis-server used so far, read at the first and the last handler call.
@@ -51,7 +73,7 @@ class Tally:
         rate, not the worker's start-up. Only when ``BENCH_SERVER_CPU`` is
         set (one INFO round trip in the first handler call).
         """
-        if not self.server_cpu:
+        if not self.server_cpu or self.redis_url is None:
             return None
         import redis
 
