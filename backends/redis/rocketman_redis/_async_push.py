@@ -27,7 +27,7 @@ from redis import connection as sync_connection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from ._wire import MAX_BATCH
+from ._wire import MAX_BATCH, _pack
 
 __all__ = ["AsyncPushes"]
 
@@ -99,19 +99,40 @@ class AsyncPushes:
         self._settings: tuple[Any, dict[str, Any]] | None = None
         # Read without the lock (one dict lookup per push); changed under it.
         self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
+        # Each loop's connections not in use now, taken from its client's pool once.
+        self._idle: dict[asyncio.AbstractEventLoop, list[Any]] = {}
         self._closers: dict[asyncio.AbstractEventLoop, AsyncIterator[None]] = {}
         self._lock = threading.Lock()
 
     async def lpush(self, elements: Sequence[bytes]) -> int:
-        """LPUSH ``elements`` (at most MAX_BATCH) in one command; return the list's length."""
+        """LPUSH ``elements`` (at most MAX_BATCH) in one command; return the list's length.
+
+        On a connection of the loop's own, used as it is: the client's
+        ``execute_command`` takes it from the pool and gives it back, wraps
+        it in a retry policy and records metrics, which with 100 tasks
+        pushing at once cost more than the round trip (0.58x of bare
+        connections). A connection stays in use by one task at a time.
+        """
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
             client = await self._open(loop)
+        idle = self._idle[loop]
+        connection = idle.pop() if idle else await client.connection_pool.get_connection()
+        command = _pack(connection, ("LPUSH", self._key, *elements))
         try:
-            return int(await client.execute_command("LPUSH", self._key, *elements))
+            await connection.send_packed_command(command, check_health=False)
+            reply = await connection.read_response()
         except (RedisConnectionError, RedisTimeoutError):
-            return int(await client.execute_command("LPUSH", self._key, *elements))
+            # redis-py disconnected it; once more, on the same one connected
+            # anew (a restarted server), as the sync wire does.
+            await connection.send_packed_command(command, check_health=False)
+            reply = await connection.read_response()
+        # Back for the next push only when its exchange completed: a push
+        # cancelled or failed meanwhile leaves it disconnected, in the pool,
+        # which closes it with the rest.
+        idle.append(connection)
+        return int(reply)
 
     async def lpush_many(self, elements: Sequence[bytes]) -> list[int]:
         """LPUSH ``elements`` in order, MAX_BATCH per command, pipelined in one round trip."""
@@ -145,6 +166,7 @@ class AsyncPushes:
             # (or, a loop closed without shutting down, can no longer be closed).
             live = [known for known in self._clients if not known.is_closed()]
             self._clients = {known: self._clients[known] for known in live}
+            self._idle = {known: self._idle[known] for known in live if known in self._idle}
             self._closers = {known: self._closers[known] for known in live if known in self._closers}
             if self._settings is None:
                 self._settings = _async_settings(module, self._pool)
@@ -152,6 +174,7 @@ class AsyncPushes:
             pool = module.ConnectionPool(connection_class=connection_class,
                                          max_connections=_MAX_CONNECTIONS, **kwargs)
             client = module.Redis(connection_pool=pool)
+            self._idle[loop] = []
             closer = None
             # Only a loop that finalizes async generators closes it (every asyncio loop does).
             if sys.get_asyncgen_hooks().finalizer is not None:
@@ -169,10 +192,10 @@ class AsyncPushes:
         and a loop that does not run again disconnects when it shuts down.
         """
         with self._lock:
-            self._clients, self._closers = {}, {}
+            self._clients, self._closers, self._idle = {}, {}, {}
 
     def forget_in_child(self) -> None:
         """In a forked child: never touch the parent's clients again; each loop gets a new one."""
-        _inherited.append((self._clients, self._closers))
-        self._clients, self._closers = {}, {}
+        _inherited.append((self._clients, self._closers, self._idle))
+        self._clients, self._closers, self._idle = {}, {}, {}
         self._lock = threading.Lock()
