@@ -27,14 +27,16 @@ Nothing here imports asyncio until the first async consumer's event.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import logging
 import os
 import sys
 import threading
 import time
+import types
 from collections import deque
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ._contracts import Delivery
@@ -104,19 +106,23 @@ class AsyncRunner:
     :param concurrency: the most jobs in flight, submitted and not settled.
     :param settle: records the outcomes of finished jobs (called on the
         settler thread, in batches, never on the loop).
+    :param waiting: how many submitted jobs may wait to start (at least
+        ``concurrency``).
     """
 
     def __init__(self, new_loop: Callable[[], asyncio.AbstractEventLoop], concurrency: int,
-                 settle: Callable[[Sequence[Job]], None]) -> None:
+                 settle: Callable[[Sequence[Job]], None], waiting: int = 0) -> None:
         self._new_loop = new_loop
         self._settle = settle
         self._limit = concurrency
+        self._waiting = max(concurrency, waiting)
         self._lock = threading.Lock()
         # Rung when jobs are settled: for workers waiting for room, and for stop().
         self._settled = threading.Condition(self._lock)
         self._jobs: set[Job] = set()  # submitted and not settled
         self._running = 0  # started on the loop and not finished: what the bound counts (loop only)
         self._waiting_for_room = 0  # workers waiting in submit()
+        self._driving = False  # a driver task runs jobs now, and takes on what waits (loop only)
         self._pending: deque[Job] = deque()  # submitted, not started on the loop
         self._finished: deque[Job] = deque()  # done on the loop, not settled
         self._start_scheduled = False
@@ -138,9 +144,11 @@ class AsyncRunner:
         """Hand jobs to the loop; return those not taken because the runner is stopping.
 
         At most ``async_concurrency`` jobs run at once: the loop starts the
-        next one itself as one finishes, with no thread to wake. As many
-        more may wait to start; past that a worker waits here for room (so
-        what the workers reserve stays bounded too).
+        next one itself as one finishes, with no thread to wake. Up to
+        ``waiting`` more (a batch per worker, at least ``async_concurrency``)
+        may wait to start, so that the loop need not wait for a worker's next
+        batch; past that a worker waits here for room, so that what the
+        workers reserve stays bounded too.
         """
         loop = self._loop or self._start()
         for job in jobs:
@@ -148,10 +156,10 @@ class AsyncRunner:
             if spec not in self._specs:
                 self._specs.add(spec)
                 self._codes[_code_of(spec.function)] = spec.name
-        taken, limit, settled = 0, self._limit, self._settled
+        taken, waiting, settled = 0, self._waiting, self._settled
         with settled:
             while taken < len(jobs):
-                room = limit - len(self._pending)
+                room = waiting - len(self._pending)
                 if self._closing or (stopping is not None and stopping.is_set()):
                     return jobs[taken:]
                 if room <= 0:
@@ -228,32 +236,99 @@ class AsyncRunner:
         self._start_more()
 
     def _start_more(self) -> None:
-        """Start waiting jobs while fewer than ``async_concurrency`` run (on the loop)."""
-        pending, loop, limit = self._pending, self._loop, self._limit
-        assert loop is not None
+        """Start waiting jobs while fewer than ``async_concurrency`` run, in one driver task (on the loop)."""
+        jobs: deque[Job] = deque()
+        self._take_pending(jobs)
+        if jobs:
+            self._drive_in_a_task(jobs)
+
+    def _take_pending(self, jobs: deque[Job]) -> None:
+        """Move waiting jobs into ``jobs`` while the bound allows, counting them as running."""
+        pending, limit = self._pending, self._limit
         while pending and self._running < limit:
             job = pending.popleft()
             if job.cancelled:
                 self._finish(job, GIVEN_BACK, ran=False)
                 continue
+            jobs.append(job)
             self._running += 1
-            job.task = loop.create_task(self._run(job), name=job.spec.name)
 
-    async def _run(self, job: Job) -> None:
-        started = time.perf_counter()
-        try:
-            await job.spec.invoke(job.event.payload, job.event)
-        except _cancelled() as error:
-            # Cancelled by shutdown: given back, not a failure. Cancelled
-            # from within (a library cancelling the task): the consumer's
-            # failure, retried as any other.
-            outcome: Any = GIVEN_BACK if job.cancelled else error
-        except BaseException as error:  # anything a consumer raises is its failure
-            outcome = error
-        else:
-            outcome = None
-        job.duration = time.perf_counter() - started
-        self._finish(job, outcome)
+    def _drive_in_a_task(self, jobs: deque[Job]) -> None:
+        assert self._loop is not None
+        task = self._loop.create_task(self._drive(jobs), name=jobs[0].spec.name)
+        for job in jobs:
+            job.task = task
+
+    async def _drive(self, jobs: deque[Job]) -> None:
+        """Run jobs in turn in this task until one awaits: that one keeps the task, the rest get a new one.
+
+        A task per consumer costs about 4 µs (its creation, its scheduling,
+        a turn of the loop): as much as the whole of a plain consumer's way.
+        Most trivial coroutines never suspend, so each job's first step runs
+        here at once, as Python 3.12's eager tasks do; only a job that
+        awaits costs a task, and keeps this one for the rest of its life, so
+        that ``asyncio.current_task()`` is the same object throughout (what
+        ``asyncio.timeout`` and cancel scopes bind to). Each job runs in a
+        context of its own, as a task's would: what one consumer sets in a
+        ContextVar no other sees.
+        """
+        task = jobs[0].task
+        assert task is not None
+        copy_context, cancelled_error = contextvars.copy_context, _cancelled()
+        self._driving = True
+        while jobs or self._pending:
+            if not jobs:
+                # Take on what waits, as the bound allows: no task to make for it.
+                self._take_pending(jobs)
+                if not jobs:
+                    break
+                for job in jobs:
+                    job.task = task
+            job = jobs.popleft()
+            if job.cancelled:
+                self._finish(job, GIVEN_BACK)
+                continue
+            started = time.perf_counter()
+            context = copy_context()
+            outcome: Any = None
+            suspended = False
+            try:
+                coroutine = job.spec.invoke(job.event.payload, job.event)
+                awaited = context.run(coroutine.send, None)
+                suspended = True
+            except StopIteration:
+                pass
+            except BaseException as error:  # anything a consumer raises is its failure
+                outcome = error
+            if suspended:
+                # It awaits: this task is its own from now on; the rest
+                # (and what waits, room allowing) go on in another.
+                if not jobs:
+                    self._take_pending(jobs)
+                if jobs:
+                    self._drive_in_a_task(jobs)
+                    jobs = deque()
+                task.set_name(job.spec.name)
+                self._driving = False
+                try:
+                    await _resume(coroutine, awaited, context)
+                except cancelled_error as error:
+                    # Cancelled by shutdown: given back, not a failure.
+                    # Cancelled from within (a library cancelling the task):
+                    # the consumer's failure, retried as any other.
+                    outcome = GIVEN_BACK if job.cancelled else error
+                except BaseException as error:
+                    outcome = error
+                job.duration = time.perf_counter() - started
+                self._finish(job, outcome)
+                return
+            elif sys.version_info >= (3, 11) and task.cancelling():
+                # It cancelled its own task and returned: that request was
+                # for it, not for the next consumer in this task.
+                task.uncancel()
+            job.duration = time.perf_counter() - started
+            self._finish(job, outcome)
+        self._driving = False
 
     def _finish(self, job: Job, outcome: Any, *, ran: bool = True) -> None:
         if job.done:
@@ -263,7 +338,8 @@ class AsyncRunner:
         self._finished.append(job)
         if ran:
             self._running -= 1
-            if self._pending:
+            if self._pending and not self._driving:
+                # (A driver running takes on what waits itself.)
                 self._start_more()
         if not self._wake_scheduled:
             # One wake-up of the settler for everything finished in this
@@ -274,7 +350,7 @@ class AsyncRunner:
 
     def _wake_settler(self) -> None:
         self._wake_scheduled = False
-        if self._waiting_for_room and len(self._pending) < self._limit:
+        if self._waiting_for_room and len(self._pending) < self._waiting:
             with self._settled:
                 self._settled.notify_all()
         self._wake.set()
@@ -395,6 +471,30 @@ class AsyncRunner:
             loop.call_soon_threadsafe(loop.stop)
         if self._loop_thread is not None:
             self._loop_thread.join(5.0)
+
+
+@types.coroutine
+def _resume(coroutine: Any, awaited: Any, context: contextvars.Context) -> Generator[Any, Any, Any]:
+    """Await the rest of a coroutine whose first step ran already, each step in its own context.
+
+    What ``await`` does, from where the coroutine stopped: what it awaits
+    goes up to the task, what the task sends or throws (a cancellation)
+    goes down to it.
+    """
+    send, throw = coroutine.send, coroutine.throw
+    while True:
+        try:
+            sent = yield awaited
+        except BaseException as error:  # thrown in by the task: a cancellation
+            try:
+                awaited = context.run(throw, error)
+            except StopIteration as stop:
+                return stop.value
+        else:
+            try:
+                awaited = context.run(send, sent)
+            except StopIteration as stop:
+                return stop.value
 
 
 def _cancelled() -> type[BaseException]:

@@ -204,8 +204,10 @@ class WorkerLoop:
             if self.runner is None:
                 from ._async import AsyncRunner
 
+                settings = self.settings
                 self.runner = AsyncRunner(self._new_loop or _asyncio_loop,
-                                          self.settings.async_concurrency, self.settle)
+                                          settings.async_concurrency, self.settle,
+                                          waiting=settings.worker_count * settings.batch_size)
             return self.runner
 
     def run(self, stopping: threading.Event) -> None:
