@@ -492,3 +492,38 @@ def test_an_async_consumer_emits_the_next_event_with_emit_async_on_redis(
         assert app.dead_letters() == []
     finally:
         app.shutdown()
+
+
+def test_consumers_sharing_a_driver_keep_their_own_context_task_and_timeout(app: Rocketman) -> None:
+    """Trivial coroutines run their first step in a shared driver task; none sees another's
+    ContextVar, current_task() stays the same across a consumer's awaits, and a timeout cancels
+    only the consumer that entered it."""
+    import contextvars
+
+    var: contextvars.ContextVar[int] = contextvars.ContextVar("var", default=-1)
+    leaks: list[int] = []
+    stable: list[bool] = []
+    timed_out: list[int] = []
+    app.configure(storage="memory", latency=0.1, retry_backoff=0, max_retries=0)
+
+    @app.on_event("ctx")
+    async def sets(payload: int) -> None:
+        leaks.append(var.get())  # must never see another consumer's value
+        var.set(payload)
+        if payload % 2:
+            task = asyncio.current_task()
+            await asyncio.sleep(0.01)
+            stable.append(asyncio.current_task() is task and var.get() == payload)
+            if payload % 3 == 0:
+                try:
+                    async with asyncio.timeout(0.01):
+                        await asyncio.sleep(1)
+                except TimeoutError:
+                    timed_out.append(payload)
+
+    app.emit_many([("ctx", n) for n in range(60)])
+    assert app.drain(timeout=10)
+    assert leaks == [-1] * 60
+    assert stable == [True] * 30
+    assert sorted(timed_out) == [n for n in range(60) if n % 2 and n % 3 == 0]
+    assert app.dead_letters() == []
