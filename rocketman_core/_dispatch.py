@@ -18,7 +18,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from ._async import GIVEN_BACK, Job
+from ._async import GIVEN_BACK, Job, check_no_running_loop, run_inline
 from ._backends import StorageFeatures
 from ._config import Settings
 from ._consumers import Consumers, ConsumerSpec
@@ -529,16 +529,12 @@ def dispatch_inline(consumers: Consumers, event_id: str, name: str, payload: Any
     calls = _inline_calls(consumers, event_id, name, payload, text, debug)
     for spec, _, _ in calls:
         if spec.is_async:
-            from ._async import check_no_running_loop
-
             check_no_running_loop(spec)
             break
     errors = _FirstError(name)
     for spec, mine, event in calls:
         try:
             if spec.is_async:
-                from ._async import run_inline
-
                 run_inline(spec.invoke(mine, event))
             elif (result := spec.invoke(mine, event)) is not None:
                 _check_result(spec, result)

@@ -270,7 +270,6 @@ def test_close_closes_the_connections_of_a_running_loop_and_warns_about_nothing(
         redis_delete_namespace(redis_raw, storage.keys)
 
 
-@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_pushes_on_connections_of_its_own_and_leaves_the_parents_alone(
     redis_storage: RedisStorage,
 ) -> None:
