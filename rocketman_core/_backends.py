@@ -154,8 +154,10 @@ class AsyncPush(Protocol):
 class EventLoops(Protocol):
     """An executor that makes the event loop async consumers run on (uvloop's, say).
 
-    The core runs that loop on one thread per process (``rocketman-loop``),
-    fed by the workers, and owns its life: it starts it at the first async
+    The core runs that loop, one per process, on its thread
+    (``rocketman-loop``) and, when nothing on it awaits, in the worker that
+    brings a batch (only for loops that are asyncio's own, whose ready
+    callbacks it can run), and owns its life: it starts it at the first async
     consumer's event, and at shutdown waits for the coroutines in flight,
     cancels the rest and gives their deliveries back, then stops and closes
     it. Without this member the core makes an asyncio loop.

@@ -296,9 +296,17 @@ class WorkerLoop:
             else:
                 index = len(deliveries)
             if jobs:
-                rejected = (self.runner or self._runner()).submit(jobs, stopping)
+                runner = self.runner or self._runner()
+                rejected = runner.submit(jobs, stopping)
                 jobs = []
                 self._give_back([job.delivery for job in rejected])  # stopping: not started
+                # What finished while this worker ran the loop: its to record,
+                # the successes acknowledged with the batch's.
+                if settled := runner.take_finished():
+                    try:
+                        done += self._outcomes(settled)
+                    finally:
+                        runner.settled(settled)
             finished = True
         except BaseException:
             if release is not None:
@@ -370,8 +378,15 @@ class WorkerLoop:
             job = Job(delivery, event, spec)
             if jobs is not None:
                 jobs.append(job)
-            elif (self.runner or self._runner()).submit([job], stopping):
-                self._give_back([delivery])  # stopping: it was not started
+            else:
+                runner = self.runner or self._runner()
+                if runner.submit([job], stopping):
+                    self._give_back([delivery])  # stopping: it was not started
+                if settled := runner.take_finished():
+                    try:
+                        self.settle(settled)
+                    finally:
+                        runner.settled(settled)
             return False
         timed = hooks.handled
         started = time.perf_counter() if timed else 0.0
@@ -390,10 +405,17 @@ class WorkerLoop:
 
         Runs on the runner's settler thread, never on the loop.
         """
+        self._ack(self._outcomes(jobs))
+        self.idle.notify()
+
+    def _outcomes(self, jobs: Sequence[Job]) -> list[Delivery]:
+        """Record what async consumers did but the successes: retry or dead-letter the failures, give back the cancelled; return the successes, to acknowledge."""
         hooks = self.hooks
         done: list[Delivery] = []
         back: list[Delivery] = []
         for job in jobs:
+            if job.abandoned:
+                continue
             outcome = job.outcome
             if outcome is None:
                 done.append(job.delivery)
@@ -406,9 +428,8 @@ class WorkerLoop:
                     self._failed(job.delivery, job.event, job.spec, outcome)
                 except Exception as error:
                     self._not_recorded(job.delivery, error)
-        self._ack(done)
         self._give_back(back)
-        self.idle.notify()
+        return done
 
     def _failed(self, delivery: Delivery, event: Event, spec: ConsumerSpec, error: BaseException) -> None:
         storage, hooks, settings = self.storage, self.hooks, self.settings

@@ -1,6 +1,6 @@
 """Async consumers and producers, on memory and on a real Redis.
 
-An ``async def`` consumer runs on the loop thread rocketman owns, many at
+An ``async def`` consumer runs on the event loop rocketman owns, many at
 once, with the retries, dead letters, hooks and ``event`` argument of a
 plain one; ``emit_async`` and friends serve async producers; the inline
 executor runs coroutines too, and says what it cannot do.
@@ -227,6 +227,58 @@ def test_a_consumer_blocking_the_loop_is_named_in_one_warning(
     assert len(blocked) == 1, blocked
     assert blocked[0].startswith("async consumer reports.render has blocked the event loop for")
     assert "asyncio.to_thread" in blocked[0]
+
+
+def test_every_async_consumer_runs_on_one_running_loop_and_what_it_leaves_there_goes_on(
+        app: Rocketman) -> None:
+    """Whichever worker takes the event, a coroutine runs on the process's one loop, which is
+    running: a lock made at the first event serves the later ones, and a task or a timer a
+    consumer leaves behind goes on after it returns, with nothing more emitted."""
+    app.configure(storage="memory", latency=0.1, worker_count=5, batch_size=8)
+    loops: set[int] = set()
+    running: list[bool] = []
+    made: dict[str, asyncio.Lock] = {}
+    in_lock: list[int] = []
+    left_behind: list[int] = []
+    timers: list[int] = []
+    everything = threading.Event()
+
+    async def later(n: int) -> None:
+        await asyncio.sleep(0.05)
+        left_behind.append(n)
+        if len(left_behind) == 10 and len(timers) == 10:
+            everything.set()
+
+    def timer(n: int) -> None:
+        timers.append(n)
+        if len(left_behind) == 10 and len(timers) == 10:
+            everything.set()
+
+    tasks: set[asyncio.Task[None]] = set()
+
+    @app.on_event("x")
+    async def uses_the_loop(payload: int) -> None:
+        loop = asyncio.get_running_loop()
+        loops.add(id(loop))
+        running.append(loop.is_running())
+        lock = made.setdefault("lock", asyncio.Lock())  # bound to the loop of its first use
+        async with lock:
+            if payload % 7 == 0:
+                await asyncio.sleep(0)
+            in_lock.append(payload)
+        if payload % 20 == 0:
+            task = asyncio.create_task(later(payload))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+            loop.call_later(0.05, timer, payload)
+
+    app.emit_many([("x", n) for n in range(200)])
+    assert app.drain(timeout=10)
+    assert sorted(in_lock) == list(range(200))
+    assert len(loops) == 1 and all(running)
+    assert app.dead_letters() == []
+    assert everything.wait(10), (left_behind, timers)
+    assert sorted(left_behind) == sorted(timers) == list(range(0, 200, 20))
 
 
 def test_the_executor_chooses_the_loop(app: Rocketman) -> None:
