@@ -98,10 +98,37 @@ def test_a_consumer_may_ask_for_the_event(app: Rocketman) -> None:
     def with_event(payload: Any, event: Event) -> None:
         seen.add(event)
 
+    before = time.time()
     event_id = app.emit("signup", {"id": 7})
     (event,) = seen.wait_for(1)
     assert (event.id, event.name, event.payload, event.attempt) == (event_id, "signup", {"id": 7}, 0)
-    assert event.emitted_at > 0
+    assert before - 0.001 <= event.emitted_at <= time.time()
+
+
+def test_emitted_at_is_the_emit_time_to_the_millisecond_for_every_event(app: Rocketman) -> None:
+    # The clock's text is cached per millisecond: each event still gets its own.
+    seen = Seen()
+    app.on_event("tick")(lambda payload, event: seen.add((payload, event.emitted_at)))
+    sent = {}
+    for number in range(200):
+        before = time.time()
+        if number % 2:
+            app.emit("tick", number)
+        else:
+            app.emit_many([("tick", number)])
+        sent[number] = (before, time.time())
+        while time.time() - before < 0.0003:  # spread the events over many milliseconds
+            pass
+    for number, emitted_at in seen.wait_for(200):
+        before, after = sent[number]
+        assert before - 0.001 <= emitted_at <= after, (number, before, emitted_at, after)
+
+
+@pytest.mark.parametrize("milliseconds", [0, 5, 50, 999, 1000, 1005, 1_796_291_831_007])
+def test_the_envelope_writes_its_time_as_seconds_with_three_decimals(milliseconds: int) -> None:
+    from rocketman_core._envelope import seconds_text
+
+    assert seconds_text(milliseconds) == f"{milliseconds / 1000:.3f}"
 
 
 def test_payload_reaches_consumers_as_json_gives_it_back(app: Rocketman) -> None:
