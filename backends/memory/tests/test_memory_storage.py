@@ -106,6 +106,20 @@ def test_interrupt_wakes_a_blocked_reserve() -> None:
     assert [d.message for d in storage.reserve(("s",), 1.0)] == [b"after"], "interrupt() broke reserve"
 
 
+def test_a_push_wakes_the_reserve_that_waits_now_not_one_that_timed_out_before() -> None:
+    """Reserves that timed out leave no trace: the next push wakes the one still waiting, at once."""
+    storage = _subscribed()
+    for _ in range(3):
+        assert storage.reserve(("s",), 0.01) == []
+    thread, outcome = _in_thread(lambda: storage.reserve(("s",), 30.0))
+    _until_blocked(storage)
+    pushed = time.monotonic()
+    storage.push("e", b"now")
+    thread.join(5)
+    assert [d.message for d in outcome.get("result", ())] == [b"now"], outcome
+    assert outcome["at"] - pushed < 0.5, "the push woke a reserve that had timed out, not the waiting one"
+
+
 def test_options_from_a_url_arrive_as_strings() -> None:
     """``memory://?maxsize=5&full_timeout=0.5`` passes strings; they are converted."""
     storage = _subscribed(maxsize="5", full_timeout="0.5", url="memory://")
