@@ -145,7 +145,7 @@ def memory_section(config: Config) -> list[Row]:
     """End-to-end throughput, emit cost and light-load latency against the pools."""
     section = "memory + threads"
     rows: list[Row] = []
-    total = 20_000
+    total = 100_000
     # At least 5 runs even with --quick: the rows report the median and the range.
     runs = max(PAIRED_RUNS, config.repeats)
     ours, pool_json, pool_plain, executor, deque_json = interleave(
