@@ -1,4 +1,4 @@
-"""The Redis storage's push from a coroutine: LPUSH on redis.asyncio, a client per event loop.
+"""The Redis storage's push from a coroutine: PUSH or LPUSH on redis.asyncio, a client per event loop.
 
 A redis.asyncio connection belongs to the event loop that opened it, and an
 application may push from several loops over its life (pytest-asyncio makes
@@ -25,6 +25,7 @@ from typing import Any
 
 from redis import connection as sync_connection
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._wire import MAX_BATCH, _pack
@@ -105,7 +106,11 @@ class AsyncPushes:
         self._lock = threading.Lock()
 
     async def lpush(self, elements: Sequence[bytes]) -> int:
-        """LPUSH ``elements`` (at most MAX_BATCH) in one command; return the list's length.
+        """LPUSH ``elements`` (at most MAX_BATCH) in one command; return the list's length."""
+        return int(await self.call("LPUSH", self._key, *elements))
+
+    async def call(self, *args: Any) -> Any:
+        """Send one command and return its reply; an error reply raises (ResponseError).
 
         On a connection of the loop's own, used as it is: the client's
         ``execute_command`` takes it from the pool and gives it back, wraps
@@ -119,7 +124,7 @@ class AsyncPushes:
             client = await self._open(loop)
         idle = self._idle[loop]
         connection = idle.pop() if idle else await client.connection_pool.get_connection()
-        command = _pack(connection, ("LPUSH", self._key, *elements))
+        command = _pack(connection, args)
         try:
             await connection.send_packed_command(command, check_health=False)
             reply = await connection.read_response()
@@ -128,11 +133,14 @@ class AsyncPushes:
             # anew (a restarted server), as the sync wire does.
             await connection.send_packed_command(command, check_health=False)
             reply = await connection.read_response()
+        except ResponseError:
+            idle.append(connection)  # an error reply, read in full: the exchange completed
+            raise
         # Back for the next push only when its exchange completed: a push
         # cancelled or failed meanwhile leaves it disconnected, in the pool,
         # which closes it with the rest.
         idle.append(connection)
-        return int(reply)
+        return reply
 
     async def lpush_many(self, elements: Sequence[bytes]) -> list[int]:
         """LPUSH ``elements`` in order, MAX_BATCH per command, pipelined in one round trip."""

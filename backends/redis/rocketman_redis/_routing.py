@@ -10,6 +10,7 @@ does nothing and sends the new table, and the client calls again.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 from ._layout import KeyLayout, SubscriptionKeys
@@ -33,6 +34,22 @@ class Table:
         #: The names, sorted: the order of every per-subscription list of keys.
         self.names: tuple[str, ...] = tuple(sorted(self.patterns))
         self.keys: dict[str, SubscriptionKeys] = {n: keys.subscription(n) for n in self.names}
+        self._targets: dict[str, tuple[str, ...]] = {}
+
+    def targets(self, event: str) -> tuple[str, ...]:
+        """``queue, wake`` of each subscription whose patterns match ``event``, in the table's order.
+
+        The same match as the scripts' ``matches.lua``: ``*`` stands for any
+        characters, every other character for itself.
+        """
+        found = self._targets.get(event)
+        if found is None:
+            found = tuple(key for name in self.names if _matches(event, self.patterns[name])
+                          for key in (self.keys[name].queue, self.keys[name].wake))
+            if len(self._targets) >= 10_000:
+                self._targets.clear()
+            self._targets[event] = found
+        return found
 
     @classmethod
     def from_reply(cls, keys: KeyLayout, reply: Sequence[bytes]) -> Table:
@@ -44,3 +61,13 @@ class Table:
             for i in range(0, len(flat), 2)
         }
         return cls(keys, version, patterns)
+
+
+def _matches(event: str, patterns: tuple[str, ...]) -> bool:
+    for pattern in patterns:
+        if "*" not in pattern:
+            if pattern == event:
+                return True
+        elif re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), event, re.DOTALL):
+            return True
+    return False

@@ -1,12 +1,17 @@
 """The Lua scripts that route events into subscriptions, and keep the table of subscriptions.
 
-An emit is one plain ``LPUSH`` onto the inbox ``{ns}:queue`` of an element
-``"\\0" + name + "\\n" + envelope``: the name beside the bytes, so that no
-JSON is parsed to route it (a producer in another language pushes the
-envelope alone; its name is then read with cjson). Routers (a thread in
-each process that hosts subscriptions, and a producer whose inbox grows)
-move those elements into the queue of every subscription whose patterns
-match, or into the parked log, in batches, with ROUTE.
+An emit is one PUSH: by the client's copy of the table of subscriptions, it
+puts the envelope straight into the queue of each subscription it matches
+(with a wake-up token), in the one round trip an LPUSH would take. When that
+copy is out of date, when older events wait in the inbox (order), or when
+no subscription matches, the event goes onto the inbox ``{ns}:queue``
+instead, as an element ``"\\0" + name + "\\n" + envelope``: the name beside
+the bytes, so that no JSON is parsed to route it (a producer in another
+language pushes the envelope alone; its name is then read with cjson).
+``emit_many`` pushes onto the inbox: one LPUSH per thousand events. Routers
+(a thread in each process that hosts subscriptions, and a producer whose
+inbox grows) move the inbox's elements into the queue of every subscription
+whose patterns match, or into the parked log, in batches, with ROUTE.
 
 **Routing is as of the emit.** Every script that changes the table of
 subscriptions (SUBSCRIBE) first routes what waits in the inbox with the
@@ -39,7 +44,7 @@ from __future__ import annotations
 from ._lua import NO_TABLE, source
 
 __all__ = [
-    "COUNTS", "KEEP_ALIVE", "LEAVE", "NO_TABLE", "ROUTE", "ROUTING_KEYS", "SUBSCRIBE", "UNSUBSCRIBE",
+    "COUNTS", "KEEP_ALIVE", "LEAVE", "NO_TABLE", "PUSH", "ROUTE", "ROUTING_KEYS", "SUBSCRIBE", "UNSUBSCRIBE",
 ]
 
 #: How many fixed keys every routing script takes before the subscriptions'.
@@ -47,6 +52,10 @@ ROUTING_KEYS = 14
 
 #: Route waiting events.
 ROUTE = source("route")
+#: Push one event into its subscriptions' queues when the client's table is
+#: current and the inbox empty; else onto the inbox (not a routing script:
+#: its own KEYS and ARGV, see lua/push.lua).
+PUSH = source("push")
 #: Route everything waiting, then register subscriptions hosted by a host
 #: (called with the version NO_TABLE when the client sends no table).
 SUBSCRIBE = source("subscribe")

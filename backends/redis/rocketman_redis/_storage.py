@@ -2,14 +2,19 @@
 
 How a message moves (keys of :class:`~rocketman_redis.KeyLayout`):
 
-* ``push``: one plain ``LPUSH`` onto the inbox ``{ns}:queue``, with the
-  event's name beside the bytes (``push_async``: the same on redis.asyncio,
-  a client per event loop, see :mod:`._async_push`). A router (a thread of
-  each process that hosts subscriptions) moves what arrives there into the
-  queue of every subscription the event matches, or into the parked log, and
-  leaves wake-up tokens for blocked workers, in batches, with one script call
-  (see :mod:`._routing_scripts`: an event reaches the subscriptions that
-  existed when it was pushed, however late it is routed).
+* ``push``: one PUSH script call that puts the event into the queue of
+  every subscription it matches by the storage's copy of the table, and
+  leaves a wake-up token for a blocked worker; when that copy is out of
+  date, older events wait in the inbox, or none matches, the event goes
+  onto the inbox ``{ns}:queue`` instead, with its name beside the bytes
+  (``push_many``: always the inbox, one LPUSH per thousand; ``push_async``:
+  the same on redis.asyncio, a client per event loop, see
+  :mod:`._async_push`). A router (a thread of each process that hosts
+  subscriptions) moves what arrives in the inbox into the queue of every
+  subscription the event matches, or into the parked log, and leaves
+  wake-up tokens, in batches, with one script call (see
+  :mod:`._routing_scripts`: an event reaches the subscriptions that existed
+  when it was pushed, however late it is routed).
 * ``reserve``: the TAKE script leases what is ready in the hosted
   subscriptions' queues, in one round trip; when nothing is, the worker
   blocks in ``BLPOP`` on their wake-up lists (no polling) and runs TAKE
@@ -38,7 +43,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
-from redis.exceptions import AuthenticationError, RedisError
+from redis.exceptions import AuthenticationError, NoScriptError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -49,7 +54,7 @@ from ._dead_letters import DeadLetters
 from ._errors import StorageError, StorageUnavailable
 from ._layout import SubscriptionKeys
 from ._options import connect
-from ._routing import STALE, Table
+from ._routing import STALE, UNKNOWN, Table
 from ._subscriptions import Subscriptions
 from ._wire import MAX_BATCH, Script, Wire
 
@@ -76,6 +81,7 @@ _INBOX_ROUTE_AT = 10_000
 _INBOX_ROUTE_EVERY = 0.05
 
 _TAKE = Script(_scripts.TAKE)
+_PUSH = Script(_routing_scripts.PUSH)
 _ACK = Script(_scripts.ACK)
 _RELEASE = Script(_scripts.RELEASE)
 _RENEW = Script(_scripts.RENEW)
@@ -300,6 +306,19 @@ class RedisStorage(Subscriptions, DeadLetters):
             return reply
         raise StorageError(f"could not {doing}: the subscriptions at {self.url} kept changing")
 
+    def _read_table(self) -> Table:
+        """The table of subscriptions as it is now, in one round trip.
+
+        The version is read before the table: should a change come between
+        the two, the copy is newer than its version says, and the next
+        versioned script answers STALE rather than trust it.
+        """
+        keys = self.keys
+        version, flat = self._wire.call_many([("GET", keys.version), ("HGETALL", keys.subscriptions)])
+        pairs = flat.items() if isinstance(flat, dict) else zip(flat[::2], flat[1::2], strict=True)
+        return Table(keys, version.decode() if version is not None else "0",
+                     {name.decode(): tuple(patterns.decode().split()) for name, patterns in pairs})
+
     def _routing(self, table: Table, limit: int) -> tuple[list[str], list[Any]]:
         """The KEYS and ARGV every routing script starts with (see :mod:`._routing_scripts`)."""
         keys = self.keys
@@ -323,13 +342,31 @@ class RedisStorage(Subscriptions, DeadLetters):
         return frame
 
     def push(self, name: str, message: bytes) -> None:
-        """LPUSH the event, its name beside it, onto the inbox: one plain command, one round trip."""
-        frame = self._frames.get(name) or self._frame(name)
+        """Store one event in one round trip: into its subscriptions' queues, else onto the inbox.
+
+        By this storage's copy of the table of subscriptions, PUSH puts the
+        event straight into the queue of every subscription it matches (a
+        worker blocked on one wakes at once: no router in between), unless
+        the table changed or older events still wait in the inbox; then it
+        goes onto the inbox, as does an event no subscription matches (the
+        router parks it), with a plain LPUSH.
+        """
+        keys, table = self.keys, self._table
         try:
-            length = self._wire.call("LPUSH", self.keys.queue, frame + message)
+            if table.version == UNKNOWN:
+                table = self._table = self._read_table()
+            targets = table.targets(name)
+            if targets:
+                length = self._wire.run(_PUSH, (keys.version, keys.subscriptions, keys.queue,
+                                                keys.taking, *targets), (table.version, name, message))
+            else:
+                frame = self._frames.get(name) or self._frame(name)
+                length = self._wire.call("LPUSH", keys.queue, frame + message)
         except RedisError as error:
             raise self._error("store an event", error) from error
-        if length >= _INBOX_ROUTE_AT:
+        if type(length) is list:
+            self._table = Table.from_reply(keys, length)  # it went to the inbox
+        elif length >= _INBOX_ROUTE_AT:
             self._route_backlog()
 
     def push_many(self, events: Sequence[tuple[str, bytes]]) -> None:
@@ -377,13 +414,30 @@ class RedisStorage(Subscriptions, DeadLetters):
             return self._async
 
     async def push_async(self, name: str, message: bytes) -> None:
-        """:meth:`push` for a coroutine: the same LPUSH, on redis.asyncio; the event loop never blocks."""
-        frame = self._frames.get(name) or self._frame(name)
+        """:meth:`push` for a coroutine: the same PUSH or LPUSH, on redis.asyncio; the loop never blocks."""
+        keys, table = self.keys, self._table
+        pushes = self._async or self._async_pushes()
         try:
-            length = await (self._async or self._async_pushes()).lpush((frame + message,))
+            if table.version == UNKNOWN:
+                import asyncio
+
+                table = self._table = await asyncio.to_thread(self._read_table)
+            targets = table.targets(name)
+            if targets:
+                args = (len(targets) + 4, keys.version, keys.subscriptions, keys.queue, keys.taking,
+                        *targets, table.version, name, message)
+                try:
+                    length = await pushes.call("EVALSHA", _PUSH.sha, *args)
+                except NoScriptError:  # a new or restarted server
+                    await pushes.call("SCRIPT", "LOAD", _PUSH.source)
+                    length = await pushes.call("EVALSHA", _PUSH.sha, *args)
+            else:
+                length = await pushes.lpush(((self._frames.get(name) or self._frame(name)) + message,))
         except RedisError as error:
             raise self._error("store an event", error) from error
-        if length >= _INBOX_ROUTE_AT:
+        if type(length) is list:
+            self._table = Table.from_reply(keys, length)  # it went to the inbox
+        elif length >= _INBOX_ROUTE_AT:
             await self._route_backlog_async()
 
     async def push_many_async(self, events: Sequence[tuple[str, bytes]]) -> None:

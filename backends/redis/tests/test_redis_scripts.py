@@ -43,7 +43,7 @@ def _all_lua() -> dict[str, str]:
 def test_each_script_file_is_loaded_by_its_name_and_run_by_the_storage() -> None:
     """lua/<name>.lua is <NAME> of a script module, fully resolved; the storage holds a Script of each."""
     names = _script_files()
-    assert len(names) == 16, names
+    assert len(names) == 17, names
     sources: dict[str, str] = {}
     for name in names:
         module = _scripts if hasattr(_scripts, name.upper()) else _routing_scripts

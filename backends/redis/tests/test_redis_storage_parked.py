@@ -87,9 +87,8 @@ def test_events_pushed_before_a_subscription_changes_are_routed_with_the_old_pat
     worker = redis_storage_factory()
     producer = redis_storage_factory(namespace=worker.keys.namespace)
     worker.subscribe([Subscription("s", ("a",))], "host")
-    worker.close()  # its router stops: what producers push waits in the inbox
-    producer.push("a", b"pushed while s matched a")
-    producer.push("b", b"pushed while s matched a only")
+    worker.close()  # its router stops: what producers push onto the inbox waits there
+    producer.push_many([("a", b"pushed while s matched a"), ("b", b"pushed while s matched a only")])
     assert redis_raw.llen(producer.keys.queue) == 2, "the events were routed already"
     again = redis_storage_factory(namespace=producer.keys.namespace)
     [changed] = again.subscribe([Subscription("s", ("b",))], "host")
