@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import gc
+import importlib
 import json
 import os
 import signal
@@ -575,6 +576,11 @@ class _Bench:
 
         os.environ["BENCH_REDIS_URL"] = self.url
         from . import _taskiq_app
+
+        if self.url != _taskiq_app.URL:
+            # Imported by an earlier section, bound to its server (stopped
+            # since): the kiq calls failed with SendTaskError in a full run.
+            _taskiq_app = importlib.reload(_taskiq_app)
 
         async def send() -> None:
             await _taskiq_app.broker.startup()
