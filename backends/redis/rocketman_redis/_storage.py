@@ -43,7 +43,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import redis
-from redis.exceptions import AuthenticationError, NoScriptError, RedisError
+from redis.exceptions import AuthenticationError, NoPermissionError, NoScriptError, RedisError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -246,6 +246,8 @@ class RedisStorage(Subscriptions, DeadLetters):
         self._lease_ms = max(1, round(self.lease * 1000))
         self._wire = Wire(self._client)
         self._table = Table(self.keys)
+        # Whether push may route as it pushes (False: the ACL refuses this user the scripts).
+        self._direct = True
         self._hosted_cache: dict[tuple[str, ...], tuple[list[SubscriptionKeys], list[str], list[str]]] = {}
         self._local = _ReserveHint()
         # Lease tokens and retry tags: unique across processes without a
@@ -351,15 +353,10 @@ class RedisStorage(Subscriptions, DeadLetters):
         goes onto the inbox, as does an event no subscription matches (the
         router parks it), with a plain LPUSH.
         """
-        keys, table = self.keys, self._table
+        keys = self.keys
         try:
-            if table.version == UNKNOWN:
-                table = self._table = self._read_table()
-            targets = table.targets(name)
-            if targets:
-                length = self._wire.run(_PUSH, (keys.version, keys.subscriptions, keys.queue,
-                                                keys.taking, *targets), (table.version, name, message))
-            else:
+            length = self._push_routed(name, message) if self._direct else None
+            if length is None:
                 frame = self._frames.get(name) or self._frame(name)
                 length = self._wire.call("LPUSH", keys.queue, frame + message)
         except RedisError as error:
@@ -368,6 +365,30 @@ class RedisStorage(Subscriptions, DeadLetters):
             self._table = Table.from_reply(keys, length)  # it went to the inbox
         elif length >= _INBOX_ROUTE_AT:
             self._route_backlog()
+
+    def _push_routed(self, name: str, message: bytes) -> Any:
+        """PUSH's answer; None when the event is for the inbox (none matches, or scripts are refused)."""
+        keys, table = self.keys, self._table
+        try:
+            if table.version == UNKNOWN:
+                table = self._table = self._read_table()
+            targets = table.targets(name)
+            if not targets:
+                return None
+            return self._wire.run(_PUSH, (keys.version, keys.subscriptions, keys.queue, keys.taking,
+                                          *targets), (table.version, name, message))
+        except NoPermissionError as error:
+            self._inbox_only(error)
+            return None
+
+    def _inbox_only(self, error: RedisError) -> None:
+        """The server's ACL refuses this user PUSH (or reading the table): push onto the inbox from now on."""
+        self._direct = False
+        logger.warning(
+            "Redis at %s refuses this user the scripts that route an emit as it is pushed (%s): "
+            "emits go onto the inbox, and a worker's router routes them (one hop more). "
+            "Allow EVALSHA, SCRIPT, GET and HGETALL on the namespace's keys to route at push.",
+            mask_url(self.url), error)
 
     def push_many(self, events: Sequence[tuple[str, bytes]]) -> None:
         """LPUSH the events in order, a thousand per command, pipelined in one round trip."""
@@ -415,23 +436,11 @@ class RedisStorage(Subscriptions, DeadLetters):
 
     async def push_async(self, name: str, message: bytes) -> None:
         """:meth:`push` for a coroutine: the same PUSH or LPUSH, on redis.asyncio; the loop never blocks."""
-        keys, table = self.keys, self._table
+        keys = self.keys
         pushes = self._async or self._async_pushes()
         try:
-            if table.version == UNKNOWN:
-                import asyncio
-
-                table = self._table = await asyncio.to_thread(self._read_table)
-            targets = table.targets(name)
-            if targets:
-                args = (len(targets) + 4, keys.version, keys.subscriptions, keys.queue, keys.taking,
-                        *targets, table.version, name, message)
-                try:
-                    length = await pushes.call("EVALSHA", _PUSH.sha, *args)
-                except NoScriptError:  # a new or restarted server
-                    await pushes.call("SCRIPT", "LOAD", _PUSH.source)
-                    length = await pushes.call("EVALSHA", _PUSH.sha, *args)
-            else:
+            length = await self._push_routed_async(pushes, name, message) if self._direct else None
+            if length is None:
                 length = await pushes.lpush(((self._frames.get(name) or self._frame(name)) + message,))
         except RedisError as error:
             raise self._error("store an event", error) from error
@@ -439,6 +448,28 @@ class RedisStorage(Subscriptions, DeadLetters):
             self._table = Table.from_reply(keys, length)  # it went to the inbox
         elif length >= _INBOX_ROUTE_AT:
             await self._route_backlog_async()
+
+    async def _push_routed_async(self, pushes: AsyncPushes, name: str, message: bytes) -> Any:
+        """:meth:`_push_routed` on redis.asyncio (the table, read once, on a thread)."""
+        keys, table = self.keys, self._table
+        try:
+            if table.version == UNKNOWN:
+                import asyncio
+
+                table = self._table = await asyncio.to_thread(self._read_table)
+            targets = table.targets(name)
+            if not targets:
+                return None
+            args = (len(targets) + 4, keys.version, keys.subscriptions, keys.queue, keys.taking,
+                    *targets, table.version, name, message)
+            try:
+                return await pushes.call("EVALSHA", _PUSH.sha, *args)
+            except NoScriptError:  # a new or restarted server
+                await pushes.call("SCRIPT", "LOAD", _PUSH.source)
+                return await pushes.call("EVALSHA", _PUSH.sha, *args)
+        except NoPermissionError as error:
+            self._inbox_only(error)
+            return None
 
     async def push_many_async(self, events: Sequence[tuple[str, bytes]]) -> None:
         """:meth:`push_many` for a coroutine: the events in order, one round trip, the loop never blocked."""

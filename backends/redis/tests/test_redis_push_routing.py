@@ -9,10 +9,13 @@ inbox stays there until a test routes it.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
+import pytest
 import redis
 from rocketman_redis import RedisStorage
 
@@ -143,3 +146,31 @@ def test_push_async_goes_straight_to_the_queues_too_and_loads_its_script_when_th
     asyncio.run(emit())
     assert _queue(redis_raw, producer, "s") == [b"1", b"2"]
     assert redis_raw.llen(producer.keys.queue) == 1
+
+
+def test_a_user_the_acl_refuses_scripts_still_emits_onto_the_inbox_and_says_so_once(
+        redis_storage_factory: Callable[..., RedisStorage], redis_raw: redis.Redis,
+        rocketman_redis_server: Any, caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    namespace = _subscribed(redis_storage_factory, {"s": ("*",)})
+    user = f"producer-{namespace}"
+    redis_raw.acl_setuser(user, enabled=True, passwords=["+secret"], categories=["+@all"],
+                          commands=["-evalsha", "-eval", "-script"], keys=["*"], channels=["*"])
+    try:
+        url = rocketman_redis_server.url.replace("redis://", f"redis://{user}:secret@", 1)
+        producer = redis_storage_factory(url=url, namespace=namespace)
+        async_producer = redis_storage_factory(url=url, namespace=namespace)
+        with caplog.at_level(logging.WARNING, logger="rocketman.redis"):
+            producer.push("e", b"1")
+            producer.push("e", b"2")
+            asyncio.run(async_producer.push_async("e", b"3"))
+        warnings = [r for r in caplog.records if "refuses this user" in r.getMessage()]
+        assert len(warnings) == 2, [r.getMessage() for r in caplog.records]  # once per storage
+        assert not any("secret" in w.getMessage() for w in warnings)
+        assert redis_raw.llen(producer.keys.queue) == 3, "the emits must wait in the inbox"
+    finally:
+        redis_raw.acl_deluser(user)
+    router = redis_storage_factory(namespace=namespace)
+    router._route()
+    assert _queue(redis_raw, router, "s") == [b"1", b"2", b"3"]
