@@ -17,8 +17,9 @@ How a message moves (keys of :class:`~rocketman_redis.KeyLayout`):
   when it was pushed, however late it is routed).
 * ``reserve``: the TAKE script leases what is ready in the hosted
   subscriptions' queues, in one round trip; when nothing is, the worker
-  blocks in ``BLPOP`` on their wake-up lists (no polling) and runs TAKE
-  again. A token lost with a killed worker costs latency, never data: the
+  blocks in ``BLPOP`` on their wake-up lists (no polling), with TAKE sent
+  behind it: Redis runs it as soon as the BLPOP ends, in the same round
+  trip. A token lost with a killed worker costs latency, never data: the
   message is still in its queue.
 * a lease covers the batch one TAKE took from a queue: a token in the
   subscription's ``reserved`` hash (token -> the batch's messages) and
@@ -556,28 +557,33 @@ class RedisStorage(Subscriptions, DeadLetters):
             self._reserving += 1
         try:
             while True:
+                block = 0.0
                 if wake_at is not None:
                     now = time.monotonic()
                     if deadline <= now or generation != self._interrupts:
                         return []
                     if wake_at > now:
-                        try:
-                            self._block(wake_keys, max(min(deadline, wake_at) - now, _MIN_BLOCK),
-                                        generation)
-                        except RedisError as error:
-                            raise self._error("wait for events", error) from error
+                        block = max(min(deadline, wake_at) - now, _MIN_BLOCK)
+                        if done:
+                            self.ack(done)  # the acks must not wait for the block
+                            done = ()
                 prefix = f"{self._tag}:{next(self._counter)}:"
                 with contextlib.ExitStack() as locks:
                     claims = self._claim(done, locks) if done else []
                     acks = [arg for lease, indices, whole in claims
                             for arg in (position[lease.keys.name], *_indices(lease, indices, whole))]
+                    take_args = (count, self._lease_ms, prefix, self._reserving, next(self._rotation),
+                                 self._scan(now, local), *acks)
                     try:
-                        status, *taken = self._wire.run(_TAKE, take_keys, (
-                            count, self._lease_ms, prefix, self._reserving, next(self._rotation),
-                            self._scan(now, local), *acks))
+                        if block:
+                            status, *taken = self._block_then_take(wake_keys, block, generation,
+                                                                   take_keys, take_args)
+                        else:
+                            status, *taken = self._wire.run(_TAKE, take_keys, take_args)
                     except RedisError as error:
                         _unclaim(claims)
-                        raise self._error("take events from the queues", error) from error
+                        doing = "wait for events" if block else "take events from the queues"
+                        raise self._error(doing, error) from error
                 for delivery in done:
                     delivery.acked = True
                 done = ()
@@ -635,9 +641,13 @@ class RedisStorage(Subscriptions, DeadLetters):
             self._hosted_cache[names] = found
         return found
 
-    def _block(self, wake_keys: Sequence[str], seconds: float, generation: int) -> None:
-        """Block in BLPOP on the wake-up lists for up to ``seconds``; the next TAKE leases what came.
+    def _block_then_take(self, wake_keys: Sequence[str], seconds: float, generation: int,
+                         take_keys: Sequence[str], take_args: Sequence[Any]) -> Any:
+        """Block in BLPOP on the wake-up lists for up to ``seconds``, then TAKE; TAKE's reply.
 
+        TAKE is sent behind the BLPOP, and Redis runs it the moment the BLPOP
+        ends: a worker woken by a push has its lease in the same round trip
+        (a round trip less between an emit and its handler at light load).
         While it waits, the connection's client id is known, so that
         :meth:`interrupt` (and an earlier retry) can end the wait with
         CLIENT UNBLOCK.
@@ -656,7 +666,8 @@ class RedisStorage(Subscriptions, DeadLetters):
 
         try:
             # The read timeout outlasts the block: a long wait is not a dead server.
-            self._wire.block_pop(wake_keys, seconds, self.socket_timeout, on_blocked)
+            return self._wire.block_pop_then_run(wake_keys, seconds, self.socket_timeout, on_blocked,
+                                                 _TAKE, take_keys, take_args)
         finally:
             if blocked:
                 with self._lock:

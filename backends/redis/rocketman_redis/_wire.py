@@ -209,7 +209,7 @@ class Wire:
                    on_blocked: Any) -> Any:
         """BLMOVE ``source`` -> ``destination``, blocking up to ``seconds`` (see :meth:`block_pop`)."""
         return self._block(("BLMOVE", source, destination, "RIGHT", "LEFT", f"{seconds:.3f}"),
-                           seconds, read_margin, on_blocked)
+                           seconds, read_margin, on_blocked)[0]
 
     def block_pop(self, keys: Sequence[str], seconds: float, read_margin: float,
                   on_blocked: Any) -> Any:
@@ -220,14 +220,38 @@ class Wire:
         the BLPOP waits, so another thread can end the wait with CLIENT
         UNBLOCK. Waits for the answer at most ``seconds + read_margin``.
         """
-        return self._block(("BLPOP", *keys, f"{seconds:.3f}"), seconds, read_margin, on_blocked)
+        return self._block(("BLPOP", *keys, f"{seconds:.3f}"), seconds, read_margin, on_blocked)[0]
+
+    def block_pop_then_run(self, keys: Sequence[str], seconds: float, read_margin: float,
+                           on_blocked: Any, script: Script, script_keys: Sequence[str],
+                           args: Sequence[Any]) -> Any:
+        """:meth:`block_pop`, with ``script`` sent behind it: Redis runs it the moment the BLPOP ends.
+
+        A blocked client's next command waits in the server's buffer and runs
+        as soon as the block ends (popped, timed out or unblocked), so the
+        script needs no round trip of its own. Returns the script's reply.
+        """
+        self._sources.setdefault(script.sha, script.source)
+        then = ("EVALSHA", script.sha, len(script_keys), *script_keys, *args)
+        _, reply = self._block(("BLPOP", *keys, f"{seconds:.3f}"), seconds, read_margin,
+                               on_blocked, then)
+        if isinstance(reply, NoScriptError):  # a new or restarted server: load it, run it
+            return self.run(script, script_keys, args)
+        if isinstance(reply, ResponseError):
+            raise reply
+        return reply
 
     def _block(self, command: tuple[Any, ...], seconds: float, read_margin: float,
-               on_blocked: Any) -> Any:
+               on_blocked: Any, then: tuple[Any, ...] | None = None) -> tuple[Any, Any]:
+        """Send CLIENT ID, the blocking ``command`` (and ``then``); their replies but the id's.
+
+        ``then``'s reply is returned as it came, an error reply included (as
+        an exception object, not raised): the connection stays in step.
+        """
         connection = self.connection()
+        commands = [("CLIENT", "ID"), command] if then is None else [("CLIENT", "ID"), command, then]
         try:
-            connection.send_packed_command(_pack_many(connection, [("CLIENT", "ID"), command]),
-                                           check_health=False)
+            connection.send_packed_command(_pack_many(connection, commands), check_health=False)
             try:
                 client_id: int | None = int(connection.read_response())
             except ResponseError:
@@ -237,7 +261,13 @@ class Wire:
                 raise RedisTimeoutError(
                     f"Redis did not answer a {command[0]} of {seconds:.1f}s within "
                     f"{read_margin:.1f}s more")
-            return connection.read_response()
+            if then is None:
+                return connection.read_response(), None
+            popped = self._reply(connection)
+            reply = self._reply(connection)
+            if isinstance(popped, ResponseError):
+                raise popped
+            return popped, reply
         except BaseException:
             # Whatever the failure, the reply may still come: never reuse the connection.
             connection.disconnect()

@@ -105,8 +105,12 @@ def test_an_emit_by_an_out_of_date_table_reaches_the_subscriptions_of_its_time(
     assert _queue(redis_raw, producer, "b") == [b"to a and b", b"straight to both"]
 
 
+@pytest.mark.parametrize("scripts", ["kept", "flushed while it waits"])
 def test_an_emit_wakes_a_worker_blocked_on_its_subscription(
-        redis_storage_factory: Callable[..., RedisStorage]) -> None:
+        redis_storage_factory: Callable[..., RedisStorage], redis_raw: redis.Redis, scripts: str) -> None:
+    # The worker's TAKE waits in the server behind its BLPOP and runs when a
+    # push ends the BLPOP; a server that forgot the script (restarted,
+    # flushed) answers NOSCRIPT to it, and the worker loads it and takes.
     namespace = _subscribed(redis_storage_factory, {"s": ("*",)})
     producer = redis_storage_factory(namespace=namespace)
     worker = redis_storage_factory(namespace=namespace)
@@ -126,6 +130,8 @@ def test_an_emit_wakes_a_worker_blocked_on_its_subscription(
     while not worker._blocked:  # blocked in BLPOP on the wake-up list
         assert time.monotonic() < deadline, "the worker never blocked"
         time.sleep(0.001)
+    if scripts != "kept":
+        redis_raw.script_flush()
     producer.push("e", b"now")
     assert taken.wait(5), "no router runs: the emit itself must wake the worker"
     assert got == [b"now"]
