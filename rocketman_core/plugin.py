@@ -14,6 +14,10 @@ disagree::
   ``register_relays``) receive; :data:`hookimpl` marks the hooks.
 * :func:`validate_event_name`: the core's rule for event names, the one
   ``emit`` applies.
+* :func:`pattern_regex`: the core's rule for patterns (``*`` stands for any
+  characters, every other character for itself), as a compiled regex whose
+  ``match(name)`` says whether an event name matches: what a storage that
+  routes by subscription patterns matches with.
 * :func:`relay_payload`: the relay payload rule, "JSON if it parses, else
   the text", that every relay follows (see :class:`rocketman_core.Relay`).
 * :func:`option_seconds`, :func:`option_number`, :func:`option_integer`,
@@ -40,6 +44,7 @@ import threading
 import time
 from typing import Any
 
+from ._consumers import _compile
 from ._contracts import EmitFunction
 from ._envelope import validate_name
 from ._errors import BacklogFull, StorageUnavailable
@@ -58,6 +63,7 @@ __all__ = [
     "option_integer",
     "option_number",
     "option_seconds",
+    "pattern_regex",
     "relay_payload",
     "url_query",
     "validate_event_name",
@@ -68,6 +74,10 @@ __all__ = [
 #: patterns). The very function ``emit`` applies; a relay that checks a name
 #: before emitting can count a bad one as a drop instead of catching emit's error.
 validate_event_name = validate_name
+
+#: The compiled regex of a pattern: ``pattern_regex("user.*").match(name)``
+#: is true when the event ``name`` matches it, as the core's consumers match.
+pattern_regex = _compile
 
 
 # -- the relay payload rule ----------------------------------------------------

@@ -20,6 +20,7 @@ from rocketman_core.plugin import (
     option_integer,
     option_number,
     option_seconds,
+    pattern_regex,
     relay_payload,
     validate_event_name,
 )
@@ -73,6 +74,24 @@ PAYLOADS: list[tuple[bytes | str, Any]] = [
     ("héllo ✓".encode(), "héllo ✓"),
     (b'{"a": 1}', {"a": 1}),
 ]
+
+
+def test_pattern_regex_matches_what_the_core_delivers_to_a_consumer_of_that_pattern() -> None:
+    patterns = ["user.signed_up", "user.*", "*", "order.*.paid", "a.b", "a*c"]
+    names = ["user.signed_up", "user.", "order.1.paid", "order.paid", "a.b", "aXb", "abc", "ac", "other"]
+    app = rocketman_core.Rocketman()
+    app.configure(storage="memory", executor="inline", worker_count=0)
+    delivered: set[tuple[str, str]] = set()
+    try:
+        for pattern in patterns:
+            app.on_event(pattern, name=f"p{patterns.index(pattern)}")(
+                lambda payload, event, pattern=pattern: delivered.add((pattern, event.name)))
+        for name in names:
+            app.emit(name)
+    finally:
+        app.shutdown(timeout=5)
+    matched = {(p, n) for p in patterns for n in names if pattern_regex(p).match(n)}
+    assert matched == delivered
 
 
 @pytest.mark.parametrize(("data", "payload"), PAYLOADS)

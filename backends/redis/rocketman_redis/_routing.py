@@ -10,8 +10,9 @@ does nothing and sends the new table, and the client calls again.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
+
+from rocketman_core.plugin import pattern_regex
 
 from ._layout import KeyLayout, SubscriptionKeys
 
@@ -64,10 +65,7 @@ class Table:
 
 
 def _matches(event: str, patterns: tuple[str, ...]) -> bool:
-    for pattern in patterns:
-        if "*" not in pattern:
-            if pattern == event:
-                return True
-        elif re.fullmatch(".*".join(re.escape(part) for part in pattern.split("*")), event, re.DOTALL):
-            return True
-    return False
+    # A pattern without '*' is compared, not compiled: a table of thousands
+    # of exact subscriptions would otherwise churn through re's cache.
+    return any(event == pattern if "*" not in pattern else pattern_regex(pattern).match(event)
+               for pattern in patterns)

@@ -369,18 +369,23 @@ class RedisStorage(Subscriptions, DeadLetters):
 
     def _push_routed(self, name: str, message: bytes) -> Any:
         """PUSH's answer; None when the event is for the inbox (none matches, or scripts are refused)."""
-        keys, table = self.keys, self._table
         try:
-            if table.version == UNKNOWN:
-                table = self._table = self._read_table()
-            targets = table.targets(name)
-            if not targets:
-                return None
-            return self._wire.run(_PUSH, (keys.version, keys.subscriptions, keys.queue, keys.taking,
-                                          *targets), (table.version, name, message))
+            if self._table.version == UNKNOWN:
+                self._table = self._read_table()
+            call = self._push_call(name, message)
+            return None if call is None else self._wire.run(_PUSH, *call)
         except NoPermissionError as error:
             self._inbox_only(error)
             return None
+
+    def _push_call(self, name: str, message: bytes) -> tuple[tuple[str, ...], tuple[Any, ...]] | None:
+        """PUSH's KEYS and ARGV for the event by the table, or None when no subscription matches."""
+        keys, table = self.keys, self._table
+        targets = table.targets(name)
+        if not targets:
+            return None
+        return ((keys.version, keys.subscriptions, keys.queue, keys.taking, *targets),
+                (table.version, name, message))
 
     def _inbox_only(self, error: RedisError) -> None:
         """The server's ACL refuses this user PUSH (or reading the table): push onto the inbox from now on."""
@@ -452,22 +457,21 @@ class RedisStorage(Subscriptions, DeadLetters):
 
     async def _push_routed_async(self, pushes: AsyncPushes, name: str, message: bytes) -> Any:
         """:meth:`_push_routed` on redis.asyncio (the table, read once, on a thread)."""
-        keys, table = self.keys, self._table
         try:
-            if table.version == UNKNOWN:
+            if self._table.version == UNKNOWN:
                 import asyncio
 
-                table = self._table = await asyncio.to_thread(self._read_table)
-            targets = table.targets(name)
-            if not targets:
+                self._table = await asyncio.to_thread(self._read_table)
+            call = self._push_call(name, message)
+            if call is None:
                 return None
-            args = (len(targets) + 4, keys.version, keys.subscriptions, keys.queue, keys.taking,
-                    *targets, table.version, name, message)
+            script_keys, args = call
+            command = ("EVALSHA", _PUSH.sha, len(script_keys), *script_keys, *args)
             try:
-                return await pushes.call("EVALSHA", _PUSH.sha, *args)
+                return await pushes.call(*command)
             except NoScriptError:  # a new or restarted server
                 await pushes.call("SCRIPT", "LOAD", _PUSH.source)
-                return await pushes.call("EVALSHA", _PUSH.sha, *args)
+                return await pushes.call(*command)
         except NoPermissionError as error:
             self._inbox_only(error)
             return None
@@ -562,11 +566,8 @@ class RedisStorage(Subscriptions, DeadLetters):
                     now = time.monotonic()
                     if deadline <= now or generation != self._interrupts:
                         return []
-                    if wake_at > now:
+                    if wake_at > now:  # (nothing is left to acknowledge: see above)
                         block = max(min(deadline, wake_at) - now, _MIN_BLOCK)
-                        if done:
-                            self.ack(done)  # the acks must not wait for the block
-                            done = ()
                 prefix = f"{self._tag}:{next(self._counter)}:"
                 with contextlib.ExitStack() as locks:
                     claims = self._claim(done, locks) if done else []
