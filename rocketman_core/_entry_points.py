@@ -66,6 +66,8 @@ def _read_group(path: str, group: str) -> list[tuple[str, str]]:
             text = file.read()
     except OSError:
         return []
+    if group not in text:
+        return []  # most distributions declare no entry point of ours: skip parsing their file
     entries: list[tuple[str, str]] = []
     inside = False
     for raw in text.splitlines():

@@ -10,7 +10,7 @@ import threading
 import time
 import weakref
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._backends import (
     Durable,
@@ -35,10 +35,12 @@ from ._dispatch import Idle, WorkerLoop, dispatch_inline, dispatch_inline_async
 from ._envelope import emitted_event, new_id, new_message, new_messages, payload_text, validate_name
 from ._errors import BacklogFull, ConfigurationError
 from ._hooks import Hooks
-from ._hosting import Hosting
 from ._plugins import Plugins
 from ._text import plural
 from ._urls import mask_url
+
+if TYPE_CHECKING:
+    from ._hosting import Hosting
 
 __all__ = ["DeadLetterRecord", "Rocketman"]
 
@@ -405,6 +407,8 @@ class Rocketman:
                 self._atexit_registered = True
                 _watch_interrupts()
             if settings.worker_count > 0 and not self._synchronous:
+                from ._hosting import Hosting  # only a runtime that hosts consumers pays for it
+
                 hosting = Hosting(storage, features, self.consumers, settings, self._lock)
                 worker = WorkerLoop(
                     storage, features, self.consumers, settings, self._hooks, hosting, self._idle,
