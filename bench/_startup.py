@@ -44,7 +44,7 @@ def startup_section(config: Config) -> list[Row]:
     per-round ratios, with their range; the least disturbed figures (the
     minimum of each) are kept beside it.
     """
-    runs = config.pick(30, 10)
+    runs = config.pick(60, 10)
     cache = tempfile.mkdtemp(prefix="rocketman-bench-pycache-")
     try:
         env = _cached_env(cache)
