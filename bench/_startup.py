@@ -58,8 +58,8 @@ def startup_section(config: Config) -> list[Row]:
     floor = min(bare)
     return [Row.paired(
         "startup", "import rocketman_core + plugin discovery", "ms",
-        [(mine - alone) * 1e3 for mine, alone in zip(ours, bare)], "import pluggy",
-        [(theirs - alone) * 1e3 for theirs, alone in zip(pluggy, bare)], Target("<=", 2.0),
+        [(mine - alone) * 1e3 for mine, alone in zip(ours, bare, strict=True)], "import pluggy",
+        [(theirs - alone) * 1e3 for theirs, alone in zip(pluggy, bare, strict=True)], Target("<=", 2.0),
         extra={"bare_interpreter_ms": median(bare) * 1e3, "min_ours_ms": (min(ours) - floor) * 1e3,
                "min_pluggy_ms": (min(pluggy) - floor) * 1e3, "runs": runs},
     )]
