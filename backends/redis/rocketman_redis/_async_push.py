@@ -30,6 +30,11 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from ._wire import MAX_BATCH, _pack
 
+if sys.version_info >= (3, 11):
+    from asyncio import timeout as _deadline
+else:  # redis-py requires async-timeout below 3.11.3
+    from async_timeout import timeout as _deadline  # type: ignore[import-not-found,no-redef,unused-ignore]
+
 __all__ = ["AsyncPushes"]
 
 # redis.asyncio's pool refuses the 101st connection by default (it does not
@@ -63,7 +68,11 @@ async def _close_with_loop(pool: Any) -> AsyncIterator[None]:
 
 
 def _async_settings(module: Any, pool: Any) -> tuple[Any, dict[str, Any]]:
-    """The redis.asyncio connection class and keyword arguments matching a sync pool's."""
+    """The redis.asyncio connection class and keyword arguments matching a sync pool's.
+
+    Without the socket timeout: :class:`AsyncPushes` bounds each exchange
+    itself (see :meth:`AsyncPushes.call`).
+    """
     sync_class = pool.connection_class
     if issubclass(sync_class, sync_connection.UnixDomainSocketConnection):
         connection_class = module.UnixDomainSocketConnection
@@ -78,7 +87,22 @@ def _async_settings(module: Any, pool: Any) -> tuple[Any, dict[str, Any]]:
             accepted.update(inspect.signature(init).parameters)
     kwargs = {name: value for name, value in pool.connection_kwargs.items()
               if name in accepted and name not in _SYNC_OBJECTS}
+    kwargs["socket_timeout"] = None
     return connection_class, kwargs
+
+
+def _timed_out(seconds: float | None) -> RedisTimeoutError:
+    """What a deadline of :class:`AsyncPushes` raises, as redis-py's own socket timeout would.
+
+    The deadline cancels what it interrupts, and redis-py disconnects a
+    connection whose send or read is cancelled: none is reused half read.
+    """
+    return RedisTimeoutError(f"no answer from Redis within {seconds} s")
+
+
+def _sum(*seconds: float | None) -> float | None:
+    """The sum of timeouts, None (no bound) when any one is None."""
+    return None if None in seconds else sum(s for s in seconds if s is not None)
 
 
 class AsyncPushes:
@@ -97,6 +121,11 @@ class AsyncPushes:
     def __init__(self, pool: Any, key: str) -> None:
         self._pool = pool
         self._key = key
+        settings = pool.connection_kwargs
+        #: The bound of one exchange on a connected connection, and of one
+        #: that may have to connect first (the sync client's timeouts).
+        self._reply_within: float | None = settings.get("socket_timeout")
+        self._connect_within = _sum(settings.get("socket_connect_timeout"), self._reply_within)
         self._settings: tuple[Any, dict[str, Any]] | None = None
         # Read without the lock (one dict lookup per push); changed under it.
         self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
@@ -117,22 +146,32 @@ class AsyncPushes:
         it in a retry policy and records metrics, which with 100 tasks
         pushing at once cost more than the round trip (0.58x of bare
         connections). A connection stays in use by one task at a time.
+
+        One deadline bounds the whole exchange, the socket timeout (plus the
+        connect timeout when it must connect first). redis-py's own socket
+        timeout would cost a task per send (``asyncio.wait_for`` on 3.11)
+        and a timer per read.
         """
         loop = asyncio.get_running_loop()
         client = self._clients.get(loop)
         if client is None:
             client = await self._open(loop)
         idle = self._idle[loop]
-        connection = idle.pop() if idle else await client.connection_pool.get_connection()
+        if idle:
+            connection = idle.pop()
+        else:
+            try:
+                async with _deadline(self._connect_within):
+                    connection = await client.connection_pool.get_connection()
+            except asyncio.TimeoutError:
+                raise _timed_out(self._connect_within) from None
         command = _pack(connection, args)
         try:
-            await connection.send_packed_command(command, check_health=False)
-            reply = await connection.read_response()
+            reply = await self._exchange(connection, command)
         except (RedisConnectionError, RedisTimeoutError):
-            # redis-py disconnected it; once more, on the same one connected
-            # anew (a restarted server), as the sync wire does.
-            await connection.send_packed_command(command, check_health=False)
-            reply = await connection.read_response()
+            # Disconnected; once more, on the same one connected anew (a
+            # restarted server), as the sync wire does.
+            reply = await self._exchange(connection, command)
         except ResponseError:
             idle.append(connection)  # an error reply, read in full: the exchange completed
             raise
@@ -141,6 +180,16 @@ class AsyncPushes:
         # which closes it with the rest.
         idle.append(connection)
         return reply
+
+    async def _exchange(self, connection: Any, command: Any) -> Any:
+        """Send ``command`` and read its reply, within the socket timeout (and the connect one if need be)."""
+        within = self._reply_within if connection.is_connected else self._connect_within
+        try:
+            async with _deadline(within):
+                await connection.send_packed_command(command, check_health=False)
+                return await connection.read_response()
+        except asyncio.TimeoutError:
+            raise _timed_out(within) from None
 
     async def lpush_many(self, elements: Sequence[bytes]) -> list[int]:
         """LPUSH ``elements`` in order, MAX_BATCH per command, pipelined in one round trip."""
@@ -159,7 +208,11 @@ class AsyncPushes:
         pipe = client.pipeline(transaction=False)
         for start in range(0, len(elements), MAX_BATCH):
             pipe.execute_command("LPUSH", self._key, *elements[start:start + MAX_BATCH])
-        return [int(length) for length in await pipe.execute()]
+        try:
+            async with _deadline(self._connect_within):
+                return [int(length) for length in await pipe.execute()]
+        except asyncio.TimeoutError:
+            raise _timed_out(self._connect_within) from None
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> Any:
         """This loop's client, made at its first push (and its closer parked in the loop)."""
