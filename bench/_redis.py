@@ -698,7 +698,9 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
         mine = [] if missing else results.pop(0)
         return mine, results, problem
 
-    singles = config.pick(3000, 1000)
+    # 20,000 one-at-a-time emits: about 2 s a run here, so that one of the
+    # machine's hiccups does not decide a run (3,000 swung 0.8x-1.2x).
+    singles = config.pick(20_000, 1000)
     emit, (lpush,), problem = with_ours(lambda: bench.emit_rate(singles),
                                         lambda: bench.bare_lpush_encoding(singles).rate)
     many = config.pick(20_000, 5_000)
@@ -824,7 +826,7 @@ def _fanout_rows(bench: _Bench, config: Config) -> list[Row]:
         (f"emit, {described}, one at a time", bench.fanout_emit,
          ("LPUSH on a bare connection, json.dumps in the loop", bench.bare_lpush_encoding),
          ("LPUSH on a bare connection, bytes encoded before the clock", bench.bare_lpush),
-         config.pick(5000, 2000), 0.9),
+         config.pick(20_000, 2000), 0.9),
         (f"emit_many of {BATCH}, {described}", bench.fanout_emit_many,
          (f"one LPUSH of {BATCH} values, bare connection, json.dumps in the loop",
           bench.bare_lpush_many_encoding),
