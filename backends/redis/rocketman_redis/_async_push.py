@@ -20,8 +20,8 @@ import importlib
 import inspect
 import sys
 import threading
-from collections.abc import AsyncIterator, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Sequence
+from typing import Any, TypeVar
 
 from redis import connection as sync_connection
 from redis.exceptions import ConnectionError as RedisConnectionError
@@ -36,6 +36,8 @@ else:  # redis-py requires async-timeout below 3.11.3
     from async_timeout import timeout as _deadline  # type: ignore[import-not-found,no-redef,unused-ignore]
 
 __all__ = ["AsyncPushes"]
+
+T = TypeVar("T")
 
 # redis.asyncio's pool refuses the 101st connection by default (it does not
 # wait for one): allow as many as tasks push at once. Redis's own maxclients
@@ -91,18 +93,22 @@ def _async_settings(module: Any, pool: Any) -> tuple[Any, dict[str, Any]]:
     return connection_class, kwargs
 
 
-def _timed_out(seconds: float | None) -> RedisTimeoutError:
-    """What a deadline of :class:`AsyncPushes` raises, as redis-py's own socket timeout would.
+async def _within(seconds: float | None, step: Awaitable[T]) -> T:
+    """Await ``step`` for at most ``seconds`` (None: no bound); past it, raise as redis-py's socket timeout would.
 
     The deadline cancels what it interrupts, and redis-py disconnects a
     connection whose send or read is cancelled: none is reused half read.
     """
-    return RedisTimeoutError(f"no answer from Redis within {seconds} s")
+    try:
+        async with _deadline(seconds):
+            return await step
+    except asyncio.TimeoutError:
+        raise RedisTimeoutError(f"no answer from Redis within {seconds} s") from None
 
 
-def _sum(*seconds: float | None) -> float | None:
-    """The sum of timeouts, None (no bound) when any one is None."""
-    return None if None in seconds else sum(s for s in seconds if s is not None)
+async def _send_and_read(connection: Any, command: Any) -> Any:
+    await connection.send_packed_command(command, check_health=False)
+    return await connection.read_response()
 
 
 class AsyncPushes:
@@ -124,8 +130,9 @@ class AsyncPushes:
         settings = pool.connection_kwargs
         #: The bound of one exchange on a connected connection, and of one
         #: that may have to connect first (the sync client's timeouts).
-        self._reply_within: float | None = settings.get("socket_timeout")
-        self._connect_within = _sum(settings.get("socket_connect_timeout"), self._reply_within)
+        reply, connect = settings.get("socket_timeout"), settings.get("socket_connect_timeout")
+        self._reply_within: float | None = reply
+        self._connect_within = None if reply is None or connect is None else reply + connect
         self._settings: tuple[Any, dict[str, Any]] | None = None
         # Read without the lock (one dict lookup per push); changed under it.
         self._clients: dict[asyncio.AbstractEventLoop, Any] = {}
@@ -157,14 +164,8 @@ class AsyncPushes:
         if client is None:
             client = await self._open(loop)
         idle = self._idle[loop]
-        if idle:
-            connection = idle.pop()
-        else:
-            try:
-                async with _deadline(self._connect_within):
-                    connection = await client.connection_pool.get_connection()
-            except asyncio.TimeoutError:
-                raise _timed_out(self._connect_within) from None
+        connection = idle.pop() if idle else await _within(
+            self._connect_within, client.connection_pool.get_connection())
         command = _pack(connection, args)
         try:
             reply = await self._exchange(connection, command)
@@ -183,13 +184,8 @@ class AsyncPushes:
 
     async def _exchange(self, connection: Any, command: Any) -> Any:
         """Send ``command`` and read its reply, within the socket timeout (and the connect one if need be)."""
-        within = self._reply_within if connection.is_connected else self._connect_within
-        try:
-            async with _deadline(within):
-                await connection.send_packed_command(command, check_health=False)
-                return await connection.read_response()
-        except asyncio.TimeoutError:
-            raise _timed_out(within) from None
+        seconds = self._reply_within if connection.is_connected else self._connect_within
+        return await _within(seconds, _send_and_read(connection, command))
 
     async def lpush_many(self, elements: Sequence[bytes]) -> list[int]:
         """LPUSH ``elements`` in order, MAX_BATCH per command, pipelined in one round trip."""
@@ -208,11 +204,7 @@ class AsyncPushes:
         pipe = client.pipeline(transaction=False)
         for start in range(0, len(elements), MAX_BATCH):
             pipe.execute_command("LPUSH", self._key, *elements[start:start + MAX_BATCH])
-        try:
-            async with _deadline(self._connect_within):
-                return [int(length) for length in await pipe.execute()]
-        except asyncio.TimeoutError:
-            raise _timed_out(self._connect_within) from None
+        return [int(length) for length in await _within(self._connect_within, pipe.execute())]
 
     async def _open(self, loop: asyncio.AbstractEventLoop) -> Any:
         """This loop's client, made at its first push (and its closer parked in the loop)."""
