@@ -102,6 +102,18 @@ def _calling(name: str, caller: Any, impls: list[Any]) -> Callable[..., None]:
         places = tuple(spec.index(argument) for argument in impl.argnames)
         plan.append((impl.function, None if places == whole else places, impl.plugin_name))
 
+    if len(plan) == 1 and plan[0][1] is None:
+        # The usual case, one plugin observing: no loop (a third of the call).
+        function, _, plugin = plan[0]
+
+        def one(*arguments: Any) -> None:
+            try:
+                function(*arguments)
+            except Exception:
+                logger.exception("the %s hook of the plugin %s raised; ignored", name, plugin)
+
+        return one
+
     def direct(*arguments: Any) -> None:
         for function, places, plugin in plan:
             try:
