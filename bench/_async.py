@@ -28,7 +28,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ._async_handlers import SLEEP, SUBSCRIPTION, handler
-from ._measure import PAIRED_RUNS, Config, script
+from ._measure import PAIRED_RUNS, WIDE_RUNS, Config, script
 from ._report import Row, Target
 from ._tally import Tally
 
@@ -339,7 +339,7 @@ def _measure(config: Config, sizes: _Sizes, bounds: Sequence[int]) -> _Runs:
             lambda kind, bound: redis_drain(bench, kind, sizes.waits, bound), bounds)
         trivial, problems["trivial"] = _paired(
             [lambda: redis_drain(bench, "async", sizes.trivial, bounds[0]),
-             lambda: bench.rocketman_rate(sizes.trivial, THREADS)], PAIRED_RUNS)
+             lambda: bench.rocketman_rate(sizes.trivial, THREADS)], WIDE_RUNS)
         # A peer runs apart, 3 times (each run takes seconds), as in the Redis section.
         (taskiq,), problems["taskiq"] = _paired(
             [lambda: bench.taskiq_rate(sizes.trivial, max_async_tasks=bounds[0])], config.pick(3, 1))
@@ -347,7 +347,7 @@ def _measure(config: Config, sizes: _Sizes, bounds: Sequence[int]) -> _Runs:
         emitted, problems["emits"] = _paired(
             [lambda: emits.rocketman(sizes.emits, 1), lambda: emits.bare(sizes.emits, 1),
              lambda: emits.rocketman(sizes.emits, TASKS), lambda: emits.bare(sizes.emits, TASKS)],
-            PAIRED_RUNS)
+            WIDE_RUNS)
         return runs._replace(redis_waits=redis_waits, trivial=trivial, taskiq=taskiq, emits=emitted,
                              sizes=emits.sizes)
     finally:
@@ -373,7 +373,7 @@ def _rows(config: Config, sizes: _Sizes, bounds: Sequence[int], runs: _Runs) -> 
     ]
     trivial_figure = (f"trivial async consumers, Redis, 1 worker process of {THREADS} threads, "
                       f"{sizes.trivial:,} events (pre-filled)")
-    trivial_extra = {"events": sizes.trivial, "runs": PAIRED_RUNS, "async_concurrency": bound,
+    trivial_extra = {"events": sizes.trivial, "runs": len(runs.trivial[0]), "async_concurrency": bound,
                      "threads": THREADS,
                      "method": "the Redis section's end-to-end drain: queue filled with emit_many of "
                                "1,000, then the worker started; rate = N over its first to its last "
@@ -392,7 +392,7 @@ def _rows(config: Config, sizes: _Sizes, bounds: Sequence[int], runs: _Runs) -> 
                    f"rocketman, trivial sync consumers, 1 worker process of {THREADS} threads",
                    sync_runs, Target(">=", 0.7), note=why("trivial"), extra=trivial_extra),
     ]
-    emit_extra = {"events": sizes.emits, "runs": PAIRED_RUNS, "sizes_bytes": runs.sizes,
+    emit_extra = {"events": sizes.emits, "runs": len(runs.emits[0]), "sizes_bytes": runs.sizes,
                   "method": "producer-only runtime (worker_count=0), one subscription, everything "
                             "connected before the clock; the clock around the awaited loop(s)"}
     ours, bare, ours_tasks, bare_tasks = runs.emits

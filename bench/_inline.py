@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ._measure import Config, interleave
+from ._measure import PAIRED_RUNS, Config, interleave
 from ._report import Row, Target
 
 __all__ = ["inline_section"]
@@ -53,9 +53,9 @@ def _blinker_send(total: int) -> float:
 def inline_section(config: Config) -> list[Row]:
     """One row: the inline emit's cost beside blinker's send."""
     total = config.pick(100_000, 30_000)
-    ours, theirs = (min(runs) for runs in interleave(
-        config.repeats, lambda: _rocketman_inline(total), lambda: _blinker_send(total),
-    ))
-    return [Row("inline", "emit with one consumer (synchronous)", "µs", ours,
-                "blinker Signal.send, one receiver", theirs, Target("<=", 3.0),
-                note="rocketman round-trips the payload through JSON; blinker passes it as is")]
+    runs = max(PAIRED_RUNS, config.repeats)
+    ours, theirs = interleave(runs, lambda: _rocketman_inline(total), lambda: _blinker_send(total))
+    return [Row.paired("inline", "emit with one consumer (synchronous)", "µs", ours,
+                       "blinker Signal.send, one receiver", theirs, Target("<=", 3.0),
+                       note="rocketman round-trips the payload through JSON; blinker passes it as is",
+                       extra={"events": total, "runs": runs})]

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-__all__ = ["PAIRED_RUNS", "REPO", "Config", "child_env", "interleave", "median", "percentile", "python", "rss_mb", "script"]
+__all__ = ["PAIRED_RUNS", "REPO", "WIDE_RUNS", "Config", "child_env", "interleave", "median", "percentile", "python", "rss_mb", "script"]
 
 T = TypeVar("T")
 
@@ -20,6 +20,12 @@ REPO = Path(__file__).resolve().parent.parent
 #: Runs of each contender behind a row that reports a median and a range
 #: (``Row.paired``), alternated with the baseline's; also with ``--quick``.
 PAIRED_RUNS = 5
+#: Runs behind the rows whose per-run ratios spread widest on a 2-core
+#: machine, by up to a third of their target (the observers' row, the
+#: trivial async consumers, one round trip per event: emit one at a time,
+#: emit_async), so that their median moves less from one full run to the
+#: next (0.77x, then 1.05x). More runs of the same measure, all kept.
+WIDE_RUNS = 9
 
 
 @dataclass(frozen=True)
@@ -30,7 +36,7 @@ class Config:
 
     @property
     def repeats(self) -> int:
-        """How often each in-process measurement runs (the best run is kept)."""
+        """How often each in-process measurement runs (every run kept: rows report the median and the range)."""
         return 2 if self.quick else 7
 
     def pick(self, full: int, quick: int) -> int:

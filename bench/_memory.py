@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from ._measure import PAIRED_RUNS, Config, interleave, percentile
+from ._measure import PAIRED_RUNS, WIDE_RUNS, Config, interleave, median, percentile
 from ._pools import Emit, Factory, Handler, deque_pool, queue_pool, thread_pool_executor
 from ._report import Row, Target
 
@@ -190,14 +190,15 @@ def memory_section(config: Config) -> list[Row]:
 
     # What an observer costs: a metrics plugin implementing every broadcast
     # hook, doing nothing (its floor), against no plugin at all.
+    wide = max(WIDE_RUNS, config.repeats)
     plain, hooked = interleave(
-        runs,
+        wide,
         lambda: e2e_rate(rocketman_factory(5), total),
         lambda: e2e_rate(rocketman_factory(5, hooks=True), total),
     )
     rows.append(Row.paired(section, figure + ", 4 broadcast hooks implemented as no-ops", "events/s",
                            hooked, "rocketman, no hook implemented", plain, Target(">=", 0.8),
-                           extra=counts))
+                           extra={"events": total, "runs": wide}))
 
     count = config.pick(50_000, 20_000)
     idle_ours, idle_pool = interleave(
@@ -238,7 +239,7 @@ def _latency_pair(factory: Factory, events: int, gap: float) -> tuple[float, flo
 
 
 def scaling_series(config: Config) -> dict[str, Any]:
-    """Throughput at 1, 2, 5 and 10 workers: rocketman and the queue.Queue + JSON pool."""
+    """Throughput at 1, 2, 5 and 10 workers: rocketman and the queue.Queue + JSON pool, medians of 3 runs."""
     total = config.pick(20_000, 10_000)
     repeats = config.pick(3, 1)
     ours: list[float] = []
@@ -249,7 +250,7 @@ def scaling_series(config: Config) -> dict[str, Any]:
             lambda w=workers: e2e_rate(rocketman_factory(w), total),  # type: ignore[misc]
             lambda w=workers: e2e_rate(queue_pool(w), total),  # type: ignore[misc]
         )
-        ours.append(max(mine))
-        pool.append(max(theirs))
+        ours.append(median(mine))
+        pool.append(median(theirs))
     return {"workers": list(WORKER_COUNTS), "rocketman": ours, "queue.Queue + JSON": pool,
             "events": total}

@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from ._measure import PAIRED_RUNS, Config, child_env, interleave, python, script
+from ._measure import PAIRED_RUNS, WIDE_RUNS, Config, child_env, interleave, median, python, script
 from ._report import Row, Target
 
 if TYPE_CHECKING:
@@ -691,7 +691,7 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
     note = f"rocketman's Redis storage is not available: {missing}" if missing else ""
     runs = PAIRED_RUNS
 
-    def with_ours(ours: Callable[[], Any], *baselines: Callable[[], Any]
+    def with_ours(ours: Callable[[], Any], *baselines: Callable[[], Any], runs: int = runs
                   ) -> tuple[list[Any], list[list[Any]], str]:
         measures = list(baselines) if missing else [ours, *baselines]
         results, problem = _paired(measures, runs)
@@ -699,10 +699,11 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
         return mine, results, problem
 
     # 20,000 one-at-a-time emits: about 2 s a run here, so that one of the
-    # machine's hiccups does not decide a run (3,000 swung 0.8x-1.2x).
+    # machine's hiccups does not decide a run (3,000 swung 0.8x-1.2x); and
+    # WIDE_RUNS of them, as one round trip per event still spreads widest.
     singles = config.pick(20_000, 1000)
     emit, (lpush,), problem = with_ours(lambda: bench.emit_rate(singles),
-                                        lambda: bench.bare_lpush_encoding(singles).rate)
+                                        lambda: bench.bare_lpush_encoding(singles).rate, runs=WIDE_RUNS)
     many = config.pick(20_000, 5_000)
     emitted_many, (one_lpush,), problem_many = with_ours(
         lambda: bench.emit_many_rate(many), lambda: bench.bare_lpush_many_encoding(many).rate)
@@ -729,7 +730,8 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
     return [
         Row.paired(section, "emit, one at a time", "events/s", emit,
                    "LPUSH on a bare connection, json.dumps in the loop", lpush,
-                   Target(">=", 0.9), note=note or problem, extra={"events": singles, "subscriptions": 1}),
+                   Target(">=", 0.9), note=note or problem,
+                   extra={"events": singles, "subscriptions": 1, "runs": WIDE_RUNS}),
         Row.paired(section, f"emit_many, batches of {BATCH}", "events/s", emitted_many,
                    f"one LPUSH of {BATCH} values, bare connection, json.dumps in the loop", one_lpush,
                    Target(">=", 1.0), note=note or problem_many, extra={"events": many, "subscriptions": 1}),
@@ -814,27 +816,27 @@ def _against(ours: Callable[[], Any] | None, baseline: Callable[[], Any],
 def _fanout_rows(bench: _Bench, config: Config) -> list[Row]:
     """The subscriptions figures: fan-out emit and emit_many, and 3 subscriptions end to end."""
     section = "redis"
-    runs = PAIRED_RUNS
     missing = bench.unavailable
     note = f"rocketman's Redis storage is not available: {missing}" if missing else ""
     described = f"10 subscriptions ({FANOUT_MATCHING} match)"
 
     rows: list[Row] = []
-    # (figure, ours, the judged baseline (same JSON work), the round trips alone, events, target)
+    # (figure, ours, the judged baseline (same JSON work), the round trips alone, events, target,
+    # runs: one round trip per event spreads widest)
     emits: list[tuple[str, Callable[[int], Produced], tuple[str, Callable[[int], Produced]],
-                      tuple[str, Callable[[int], Produced]], int, float]] = [
+                      tuple[str, Callable[[int], Produced]], int, float, int]] = [
         (f"emit, {described}, one at a time", bench.fanout_emit,
          ("LPUSH on a bare connection, json.dumps in the loop", bench.bare_lpush_encoding),
          ("LPUSH on a bare connection, bytes encoded before the clock", bench.bare_lpush),
-         config.pick(20_000, 2000), 0.9),
+         config.pick(20_000, 2000), 0.9, WIDE_RUNS),
         (f"emit_many of {BATCH}, {described}", bench.fanout_emit_many,
          (f"one LPUSH of {BATCH} values, bare connection, json.dumps in the loop",
           bench.bare_lpush_many_encoding),
          (f"one LPUSH of {BATCH} values, bare connection, bytes encoded before the clock",
           bench.bare_lpush_many),
-         config.pick(50_000, 10_000), 0.5),
+         config.pick(50_000, 10_000), 0.5, PAIRED_RUNS),
     ]
-    for figure, ours, (baseline_name, baseline), (bytes_name, bytes_only), total, target in emits:
+    for figure, ours, (baseline_name, baseline), (bytes_name, bytes_only), total, target, runs in emits:
         measures: list[Callable[[], Produced]] = [
             lambda t=total, b=baseline: b(t),  # type: ignore[misc]
             lambda t=total, b=bytes_only: b(t),  # type: ignore[misc]
@@ -874,7 +876,7 @@ def _fanout_rows(bench: _Bench, config: Config) -> list[Row]:
                                    "baseline": [p.envelope for p in pre_encoded]}}))
 
     # 3 subscriptions, each in its own worker process, against dramatiq on the same N events.
-    total = config.pick(5000, 2000)
+    total, runs = config.pick(5000, 2000), PAIRED_RUNS
     fanouts, dramatiq, problem = _against(
         None if missing else (lambda: bench.fanout_drain(total)), lambda: bench.dramatiq_rate(total), runs)
     figure = (f"end-to-end, 3 subscriptions, each its own worker process of {SUBSCRIBER_THREADS} "
@@ -899,17 +901,17 @@ def _fanout_rows(bench: _Bench, config: Config) -> list[Row]:
 
 
 def _scaling(bench: _Bench, config: Config) -> dict[str, Any]:
-    """One worker process with 1, 2, 5 and 10 threads: rocketman and the BLMOVE + LREM consumer."""
+    """One worker process with 1, 2, 5 and 10 threads: rocketman and the BLMOVE + LREM consumer, medians of 3 runs."""
     ours_total, raw_total = config.pick(20_000, 10_000), config.pick(4_000, 1_500)
     ours: list[float | None] = []
     raw: list[float] = []
     for threads in WORKER_COUNTS:
         mine, theirs = interleave(
-            config.pick(2, 1),
+            config.pick(3, 1),
             lambda t=threads: float("nan") if bench.unavailable else bench.rocketman_rate(ours_total, t),  # type: ignore[misc]
             lambda t=threads: bench.raw_rate(raw_total, t),  # type: ignore[misc]
         )
-        ours.append(None if bench.unavailable else max(mine))
-        raw.append(max(theirs))
+        ours.append(None if bench.unavailable else median(mine))
+        raw.append(median(theirs))
     return {"workers": list(WORKER_COUNTS), "rocketman": ours, "BLMOVE + LREM": raw,
             "rocketman_events": ours_total, "baseline_events": raw_total}
