@@ -21,10 +21,11 @@ REPO = Path(__file__).resolve().parent.parent
 #: (``Row.paired``), alternated with the baseline's; also with ``--quick``.
 PAIRED_RUNS = 5
 #: Runs behind the rows whose per-run ratios spread widest on a 2-core
-#: machine, by up to a third of their target (the observers' row, the
-#: trivial async consumers, one round trip per event: emit one at a time,
-#: emit_async), so that their median moves less from one full run to the
-#: next (0.77x, then 1.05x). More runs of the same measure, all kept.
+#: machine, by up to a third of their target (memory + threads end to end
+#: and its observers' row, Redis end to end, the trivial async consumers,
+#: one round trip per event: emit one at a time, emit_async), so that their
+#: median moves less from one full run to the next (one-producer
+#: emit_async: 0.77x, then 1.05x). More runs of the same measure, all kept.
 WIDE_RUNS = 9
 
 

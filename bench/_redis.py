@@ -679,7 +679,7 @@ def redis_section(config: Config, rows: bool = True, scaling: bool = False) -> t
 
 
 def _rows(bench: _Bench, config: Config) -> list[Row]:
-    """The headline Redis figures, each the median of PAIRED_RUNS interleaved runs with its range.
+    """The headline Redis figures, each the median of PAIRED_RUNS (or WIDE_RUNS) interleaved runs with its range.
 
     Every system is given the same events in the same way: the producers
     beside one LPUSH (of one value, or of BATCH values) on a bare connection
@@ -713,7 +713,7 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
     costs, (ceilings, raw5, raw1, *accelerated), problem_e2e = with_ours(
         lambda: bench.rocketman_cost(total, 5), lambda: bench.raw_batch_cost(total),
         lambda: bench.raw_rate(total, 5), lambda: bench.raw_rate(total, 1),
-        *([] if missing else [lambda: bench.rocketman_cost(total, 5, speedups=True)]))
+        *([] if missing else [lambda: bench.rocketman_cost(total, 5, speedups=True)]), runs=WIDE_RUNS)
     e2e = [cost.rate for cost in costs]
     fast = [cost.rate for cost in accelerated[0]] if accelerated else []
     peers: dict[str, list[float]] = {}
@@ -726,7 +726,7 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
         peers[name], problems[name] = rates, why
 
     e2e_figure = f"end-to-end, 1 worker process of 5 threads, {total:,} events"
-    counts = {"events": total, "runs": runs}
+    counts = {"events": total, "runs": WIDE_RUNS}
     return [
         Row.paired(section, "emit, one at a time", "events/s", emit,
                    "LPUSH on a bare connection, json.dumps in the loop", lpush,
