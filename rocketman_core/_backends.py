@@ -31,7 +31,6 @@ members are :class:`Synchronous` (``synchronous: bool``) and
 :class:`EventLoops` (``new_event_loop()``: the loop async consumers run on).
 """
 
-from __future__ import annotations
 
 import logging
 import math
@@ -163,7 +162,7 @@ class EventLoops(Protocol):
     it. Without this member the core makes an asyncio loop.
     """
 
-    def new_event_loop(self) -> asyncio.AbstractEventLoop:
+    def new_event_loop(self) -> "asyncio.AbstractEventLoop":
         """A new event loop, not running and not set as any thread's current one."""
         ...
 

@@ -1,6 +1,5 @@
 """Settings: from ``configure(...)`` arguments, then ``ROCKETMAN_*``, then defaults."""
 
-from __future__ import annotations
 
 import os
 import threading
@@ -72,7 +71,7 @@ class Settings(NamedTuple):
     async_concurrency: int = 100
 
     @classmethod
-    def resolve(cls, overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> Settings:
+    def resolve(cls, overrides: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> "Settings":
         """Settings from ``overrides`` (explicit arguments), else the environment, else defaults."""
         environ = os.environ if environ is None else environ
         values: dict[str, Any] = {}

@@ -10,7 +10,6 @@ The semantics are in the docstrings, and the conformance kit in
 backend the core can use.
 """
 
-from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping, Sequence

@@ -9,7 +9,6 @@ keep their entry points in ``*.dist-info/entry_points.txt`` (or
 (a zip file) is read through ``importlib.metadata``.
 """
 
-from __future__ import annotations
 
 import os
 import re
