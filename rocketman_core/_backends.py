@@ -31,7 +31,6 @@ members are :class:`Synchronous` (``synchronous: bool``) and
 :class:`EventLoops` (``new_event_loop()``: the loop async consumers run on).
 """
 
-
 import logging
 import math
 from collections.abc import Awaitable, Callable, Sequence

@@ -1,6 +1,5 @@
 """Settings: from ``configure(...)`` arguments, then ``ROCKETMAN_*``, then defaults."""
 
-
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence

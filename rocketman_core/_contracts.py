@@ -10,7 +10,6 @@ The semantics are in the docstrings, and the conformance kit in
 backend the core can use.
 """
 
-
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, Protocol, runtime_checkable

@@ -1,6 +1,5 @@
 """Dead letters as the API shows them: decoded, filtered by event and consumer."""
 
-
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any, NamedTuple

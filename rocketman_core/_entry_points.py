@@ -9,7 +9,6 @@ keep their entry points in ``*.dist-info/entry_points.txt`` (or
 (a zip file) is read through ``importlib.metadata``.
 """
 
-
 import os
 import re
 import sys

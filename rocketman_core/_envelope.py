@@ -13,7 +13,6 @@ consumer it is for. A service in another language emits by pushing such an
 object into the storage.
 """
 
-
 import itertools
 import json
 import os

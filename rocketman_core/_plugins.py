@@ -11,7 +11,6 @@ importing it: discovery runs in every process that emits, and that import
 alone costs more than pluggy's.
 """
 
-
 import logging
 import os
 import threading
