@@ -751,9 +751,10 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
                    note=note or problem_e2e, extra=counts),
         # The peers run apart (each takes seconds): their runs are not interleaved with ours.
         Row.paired(section, e2e_figure, "events/s", e2e, "dramatiq, 1 process of 5 threads",
-                   peers["dramatiq"], Target(">=", 10.0), note=note or problems["dramatiq"], extra=counts),
+                   peers["dramatiq"], Target(">=", 10.0), note=note or problems["dramatiq"],
+                   extra={**counts, "peer_runs": config.pick(3, 1)}),
         Row.paired(section, e2e_figure, "events/s", e2e, "rq SimpleWorker (no fork per job)", peers["rq"],
-                   note=note or problems["rq"], extra=counts),
+                   note=note or problems["rq"], extra={**counts, "peer_runs": config.pick(3, 1)}),
         # Informational, no target: each peer's own producer API fills, its own worker drains.
         *(Row.paired(section, e2e_figure, "events/s", e2e, described, peers[name],
                      note=note or problems[name], extra={**counts, "peer_runs": config.pick(3, 1),
