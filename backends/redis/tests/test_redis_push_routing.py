@@ -86,6 +86,19 @@ def test_an_emit_waits_behind_older_events_still_in_the_inbox(
     assert _queue(redis_raw, producer, "s") == [str(n).encode() for n in range(102)]
 
 
+def test_an_emit_waits_behind_what_a_router_took_and_has_not_routed(
+        redis_storage_factory: Callable[..., RedisStorage], redis_raw: redis.Redis) -> None:
+    """A router killed after moving events to ``taking``: a new emit still comes after them."""
+    producer = redis_storage_factory(namespace=_subscribed(redis_storage_factory, {"s": ("*",)}))
+    producer.push("warm.up", b"0")
+    producer._route()
+    redis_raw.lpush(producer.keys.taking, b"\0e\n1")  # an inbox entry, BLMOVEd, then SIGKILL
+    producer.push("e", b"2")
+    assert redis_raw.llen(producer.keys.queue) == 1, "the emit jumped ahead of what taking holds"
+    producer._route()
+    assert _queue(redis_raw, producer, "s") == [b"0", b"1", b"2"]
+
+
 def test_an_emit_by_an_out_of_date_table_reaches_the_subscriptions_of_its_time(
         redis_storage_factory: Callable[..., RedisStorage], redis_raw: redis.Redis) -> None:
     namespace = _subscribed(redis_storage_factory, {"a": ("*",)})

@@ -10,7 +10,8 @@
 -- by the new table, and the client takes that table for its next push).
 --#include wake.lua
 local version = redis.call('GET', KEYS[1]) or '0'
-if version ~= ARGV[1] or redis.call('LLEN', KEYS[3]) > 0 or redis.call('EXISTS', KEYS[4]) == 1 then
+-- One EXISTS asks both: a list exists only while it holds something.
+if version ~= ARGV[1] or redis.call('EXISTS', KEYS[3], KEYS[4]) > 0 then
   local length = redis.call('LPUSH', KEYS[3], '\0' .. ARGV[2] .. '\n' .. ARGV[3])
   if version == ARGV[1] then return length end
   local reply = redis.call('HGETALL', KEYS[2])
