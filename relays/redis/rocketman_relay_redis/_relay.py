@@ -241,8 +241,9 @@ class RedisRelay:
     def _session(self, client: redis.Redis, emit: EmitFunction, stopping: threading.Event) -> None:
         """Subscribe, then relay until ``stopping``; raise when the connection fails."""
         options = self.options
-        # redis-py leaves pubsub() unannotated.
-        pubsub: redis.client.PubSub = client.pubsub(ignore_subscribe_messages=False)  # type: ignore[no-untyped-call]
+        # redis-py before 8.2 leaves pubsub() unannotated: typed here, for both.
+        open_pubsub: Callable[..., redis.client.PubSub] = client.pubsub
+        pubsub = open_pubsub(ignore_subscribe_messages=False)
         try:
             if options.patterns:
                 pubsub.psubscribe(*options.patterns)
