@@ -716,6 +716,7 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
     costs, (ceilings, *accelerated), problem_ceiling = with_ours(
         lambda: bench.rocketman_cost(ample, 5), lambda: bench.raw_batch_cost(ample),
         *([] if missing else [lambda: bench.rocketman_cost(ample, 5, speedups=True)]), runs=WIDE_RUNS)
+    ample_rates = [cost.rate for cost in costs]
     fast = [cost.rate for cost in accelerated[0]] if accelerated else []
     # The same events for every consumer: long enough to dominate start-up for
     # the peers, at a second or more each.
@@ -745,7 +746,7 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
         Row.paired(section, f"emit_many, batches of {BATCH}", "events/s", emitted_many,
                    f"one LPUSH of {BATCH} values, bare connection, json.dumps in the loop", one_lpush,
                    Target(">=", 1.0), note=note or problem_many, extra={"events": many, "subscriptions": 1}),
-        Row.paired(section, ample_figure, "events/s", [c.rate for c in costs], _CEILING,
+        Row.paired(section, ample_figure, "events/s", ample_rates, _CEILING,
                    [c.rate for c in ceilings], Target(">=", 0.8), note=note or problem_ceiling,
                    extra=ample_counts),
         Row.paired(section, f"{ample_figure}: Redis server CPU per event", "µs",
@@ -754,7 +755,7 @@ def _rows(bench: _Bench, config: Config) -> list[Row]:
                    extra={**ample_counts, "method": "INFO cpu (used_cpu_user + used_cpu_sys) of the "
                           "benchmark's redis-server, from the worker's first handler call to its last"}),
         Row.paired(section, f"{ample_figure}, with rocketman-core[speedups] (msgspec decoding)", "events/s",
-                   fast, "rocketman, standard-library JSON (every other row)", [c.rate for c in costs],
+                   fast, "rocketman, standard-library JSON (every other row)", ample_rates,
                    note=note or problem_ceiling, extra=ample_counts),
         Row.paired(section, f"{e2e_figure} (for the record: the peers' count, judged over {ample:,})",
                    "events/s", e2e, _CEILING, [c.rate for c in short_ceilings],
